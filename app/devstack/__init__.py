@@ -1,0 +1,1 @@
+"""Embedded PostgreSQL and NATS for development and tests (no services installed)."""
