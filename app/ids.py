@@ -53,7 +53,9 @@ def decode(snowflake: int) -> DecodedId:
 
 def compose(timestamp_ms: int, node: int, sequence: int, epoch_ms: int = NOETL_EPOCH_MS) -> int:
     """Build an id from its parts."""
-    return ((timestamp_ms - epoch_ms) << TIME_SHIFT) | ((node & NODE_MASK) << NODE_SHIFT) | (sequence & SEQ_MASK)
+    return (
+        ((timestamp_ms - epoch_ms) << TIME_SHIFT) | ((node & NODE_MASK) << NODE_SHIFT) | (sequence & SEQ_MASK)
+    )
 
 
 class SnowflakeGenerator:

@@ -20,8 +20,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    db: DatabaseSettings, schema: str, *, application_name: str = "noetl-control-plane",
-    min_size: int | None = None, max_size: int | None = None,
+    db: DatabaseSettings,
+    schema: str,
+    *,
+    application_name: str = "noetl-control-plane",
+    min_size: int | None = None,
+    max_size: int | None = None,
 ) -> asyncpg.Pool:
     """Open the platform pool (POSTGRES_MIN/MAX_CONNECTIONS, POSTGRES_ACQUIRE_TIMEOUT)."""
     pool = await asyncpg.create_pool(

@@ -47,15 +47,25 @@ class EmbeddedNats:
         port_file.write_text(str(self.port))
         log = open(self.root / "nats.log", "ab")
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd",
-             str(self.root / "jetstream")],
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.root / "jetstream"),
+            ],
             stdout=log,
             stderr=log,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.proc.returncode}; see {self.root}/nats.log")
+                raise RuntimeError(
+                    f"nats-server exited with {self.proc.returncode}; see {self.root}/nats.log"
+                )
             if not port_is_free(self.port):
                 return self.url
             time.sleep(0.02)

