@@ -7,6 +7,7 @@ from aiohttp import web
 from app.bootstrap import Deps
 from handlers.errors import error_middleware
 from handlers.http import health, runtime_info
+from handlers.http.internal_auth import internal_gate_middleware
 from handlers.http.keys import DEBUG, DEPS
 from handlers.http.middleware import observe_middleware
 
@@ -17,7 +18,9 @@ ROUTE_MODULES = [health, runtime_info]
 
 def build_app(deps: Deps) -> web.Application:
     """Build the API application around already-opened dependencies."""
-    app = web.Application(middlewares=[observe_middleware, error_middleware], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware, internal_gate_middleware], client_max_size=MAX_BODY
+    )
     app[DEPS] = deps
     app[DEBUG] = deps.settings.server.debug
     for module in ROUTE_MODULES:
