@@ -1,0 +1,60 @@
+"""Bulk row writes through jsonb_to_recordset: one round trip for any number of rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("execution_id", "bigint"), ("catalog_id", "bigint"), ("event_id", "bigint"),
+    ("parent_event_id", "bigint"), ("parent_execution_id", "bigint"), ("created_at", "timestamp"),
+    ("event_type", "varchar"), ("node_id", "varchar"), ("node_name", "varchar"), ("node_type", "varchar"),
+    ("status", "varchar"), ("context", "jsonb"), ("result", "jsonb"), ("meta", "jsonb"), ("error", "text"),
+    ("worker_id", "varchar"), ("command_id", "bigint"), ("prev_event_id", "bigint"), ("duration", "float8"),
+    ("tenant_id", "text"), ("organization_id", "text"), ("stack_trace", "text"),
+    ("trace_component", "jsonb"),
+)
+
+COMMAND_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("command_id", "bigint"), ("event_id", "bigint"), ("execution_id", "bigint"), ("catalog_id", "bigint"),
+    ("parent_execution_id", "bigint"), ("step_name", "text"), ("tool_kind", "text"), ("status", "text"),
+    ("context", "jsonb"), ("meta", "jsonb"), ("loop_event_id", "text"), ("iter_index", "int"),
+    ("latest_event_id", "bigint"), ("prev_event_id", "bigint"),
+)
+
+OUTBOX_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("execution_id", "bigint"), ("event_id", "bigint"), ("kind", "text"), ("subject", "text"),
+    ("payload", "jsonb"), ("payload_codec", "text"),
+)
+
+
+def _recordset_sql(table: str, columns: tuple[tuple[str, str], ...], suffix: str) -> str:
+    names = ", ".join(c for c, _ in columns)
+    typed = ", ".join(f"{c} {t}" for c, t in columns)
+    return f"INSERT INTO {table} ({names}) SELECT {names} FROM jsonb_to_recordset($1::jsonb) AS x({typed}) {suffix}"
+
+
+INSERT_EVENTS = _recordset_sql("event", EVENT_COLUMNS, "ON CONFLICT (execution_id, event_id) DO NOTHING RETURNING event_id")
+INSERT_COMMANDS = _recordset_sql("command", COMMAND_COLUMNS, "ON CONFLICT (execution_id, command_id) DO NOTHING")
+INSERT_OUTBOX = _recordset_sql("outbox", OUTBOX_COLUMNS, "ON CONFLICT (event_id, kind) DO NOTHING")
+
+
+async def insert_events(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> set[int]:
+    """Insert events idempotently; return the ids that were new."""
+    if not rows:
+        return set()
+    recs = await conn.fetch(INSERT_EVENTS, rows)
+    return {r["event_id"] for r in recs}
+
+
+async def insert_commands(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert command projection rows."""
+    if rows:
+        await conn.execute(INSERT_COMMANDS, rows)
+
+
+async def insert_outbox(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert outbox rows (mirror events and command notifications)."""
+    if rows:
+        await conn.execute(INSERT_OUTBOX, rows)
