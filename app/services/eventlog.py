@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from app.config import Settings
-from app.store.rows import insert_events, insert_outbox
+from app.store.rows import insert_events, insert_events_with_mirror
 from app.timefmt import rfc3339
 
 ERROR_STATUSES = frozenset({"error", "failed", "failure", "fail"})
@@ -93,13 +93,15 @@ def naive_utc(value: datetime) -> datetime:
 async def append_events(
     conn: asyncpg.Connection, settings: Settings, rows: list[dict[str, Any]], now: datetime | None = None
 ) -> set[int]:
-    """Insert events idempotently and, with the mirror on, their outbox rows in the same transaction."""
-    inserted = await insert_events(conn, rows)
-    if inserted and settings.server.event_mirror_enabled:
-        ts = now or datetime.now(UTC)
-        await insert_outbox(conn, [
-            {"execution_id": r.get("execution_id"), "event_id": r["event_id"], "kind": "event",
-             "subject": mirror_subject(settings, r), "payload": mirror_envelope(r, ts), "payload_codec": "json"}
-            for r in rows if r["event_id"] in inserted
-        ])
-    return inserted
+    """Insert events idempotently and, with the mirror on, their outbox rows in the same statement.
+
+    The caller holds pg_advisory_xact_lock(execution_id) (rule 4 of ARCHITECTURE.md)."""
+    if not settings.server.event_mirror_enabled:
+        return await insert_events(conn, rows)
+    ts = now or datetime.now(UTC)
+    mirror = [
+        {"execution_id": r.get("execution_id"), "event_id": r["event_id"], "kind": "event",
+         "subject": mirror_subject(settings, r), "payload": mirror_envelope(r, ts), "payload_codec": "json"}
+        for r in rows
+    ]
+    return await insert_events_with_mirror(conn, rows, mirror)

@@ -40,6 +40,24 @@ INSERT_COMMANDS = _recordset_sql("command", COMMAND_COLUMNS, "ON CONFLICT (execu
 INSERT_OUTBOX = _recordset_sql("outbox", OUTBOX_COLUMNS, "ON CONFLICT (event_id, kind) DO NOTHING")
 
 
+INSERT_EVENTS_WITH_MIRROR = (
+    "WITH ins AS (" + INSERT_EVENTS + "), ob AS ("
+    + _recordset_sql("outbox", OUTBOX_COLUMNS, "WHERE x.event_id IN (SELECT event_id FROM ins) "
+                     "ON CONFLICT (event_id, kind) DO NOTHING").replace("$1", "$2")
+    + ") SELECT event_id FROM ins"
+)
+
+
+async def insert_events_with_mirror(
+    conn: asyncpg.Connection, rows: list[dict[str, Any]], mirror: list[dict[str, Any]]
+) -> set[int]:
+    """Insert events and the mirror outbox rows of the newly inserted ones in one round trip."""
+    if not rows:
+        return set()
+    recs = await conn.fetch(INSERT_EVENTS_WITH_MIRROR, rows, mirror)
+    return {r["event_id"] for r in recs}
+
+
 async def insert_events(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> set[int]:
     """Insert events idempotently; return the ids that were new."""
     if not rows:

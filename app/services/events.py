@@ -1,0 +1,245 @@
+"""Event ingestion (server-contract §6): normalise, de-duplicate, project commands, trigger orchestration."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from app.bootstrap import Deps
+from app.errors import Conflict, NotFound, ValidationFailed
+from app.ids import id_time_ms
+from app.services.eventlog import (
+    ERROR_STATUSES,
+    TRIGGER_TYPES,
+    append_events,
+    canonical_status,
+    naive_utc,
+)
+from app.services.locks import lock_execution
+from app.timefmt import parse_ts
+
+LIFECYCLE = frozenset({"command.issued", "command.claimed", "command.started", "command.completed",
+                       "command.failed", "command.cancelled"})
+MAX_FUTURE_MS = 5 * 60 * 1000
+
+EXECUTION_SQL = "SELECT catalog_id, status, parent_execution_id FROM execution WHERE execution_id = $1"
+FIRST_EVENT_CATALOG_SQL = "SELECT catalog_id FROM event WHERE execution_id = $1 ORDER BY event_id LIMIT 1"
+DEDUPE_SQL = """
+SELECT event_id, worker_id FROM event
+ WHERE execution_id = $1 AND event_type = $2 AND command_id = $3 LIMIT 1
+"""
+LEGACY_COMMAND_SQL = "SELECT command_id FROM command WHERE execution_id = $1 AND event_id = $2 LIMIT 1"
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+async def _command_id(conn: asyncpg.Connection, execution_id: int, meta: dict[str, Any], payload: Any) -> int | None:
+    """meta.command_id or payload.command_id: a number, a digit string or '<eid>:<step>:<event_id>[:i<n>]'."""
+    raw = meta.get("command_id")
+    if raw is None and isinstance(payload, dict):
+        raw = payload.get("command_id")
+    n = _int(raw)
+    if n is not None:
+        return n
+    if isinstance(raw, str) and raw.count(":") >= 2:
+        parts = raw.split(":")
+        ev = _int(parts[2])
+        if ev is not None:
+            found = await conn.fetchval(LEGACY_COMMAND_SQL, execution_id, ev)
+            return int(found) if found is not None else None
+    return None
+
+
+def _error_text(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    err = payload.get("error")
+    if err is None and isinstance(payload.get("result"), dict):
+        err = payload["result"].get("error")
+    if err is None:
+        return None
+    if isinstance(err, dict):
+        return str(err.get("message") or err)
+    return str(err)
+
+
+def effective_type(event_type: str, status: str | None, payload: Any) -> str:
+    """A command.completed reporting an error status is a command.failed for orchestration."""
+    if event_type != "command.completed":
+        return event_type
+    reported = status or (payload.get("status") if isinstance(payload, dict) else None)
+    if isinstance(reported, str) and reported.strip().lower() in ERROR_STATUSES:
+        return "command.failed"
+    return event_type
+
+
+class Ingest:
+    """One ingestion unit of work inside an open, execution-locked transaction."""
+
+    def __init__(self, conn: asyncpg.Connection, deps: Deps, execution_id: int, now: datetime) -> None:
+        self.conn = conn
+        self.deps = deps
+        self.execution_id = execution_id
+        self.now = now
+        self.catalog_id: int | None = None
+        self.status: str | None = None
+        self.triggers = 0
+
+    async def load(self, catalog_hint: int | None = None) -> None:
+        """Resolve the execution's catalog id; unknown executions are 404."""
+        row = await self.conn.fetchrow(EXECUTION_SQL, self.execution_id)
+        if row is not None:
+            self.catalog_id, self.status = row["catalog_id"], row["status"]
+            return
+        cid = await self.conn.fetchval(FIRST_EVENT_CATALOG_SQL, self.execution_id)
+        if cid is None:
+            cid = await self.conn.fetchval(
+                "SELECT catalog_id FROM command WHERE execution_id = $1 LIMIT 1", self.execution_id)
+        if cid is None and catalog_hint is not None:
+            exists = await self.conn.fetchval("SELECT 1 FROM catalog WHERE catalog_id = $1", catalog_hint)
+            cid = catalog_hint if exists else None
+        if cid is None:
+            raise NotFound(f"execution not found: {self.execution_id}")
+        self.catalog_id = int(cid)
+
+    def _event_id(self, raw: Any) -> int:
+        n = _int(raw)
+        now_ms = int(self.now.timestamp() * 1000)
+        if n is not None and 0 < n < 2**63 and id_time_ms(n) <= now_ms + MAX_FUTURE_MS:
+            return n
+        return self.deps.ids.next_id()
+
+    async def add(self, ev: dict[str, Any], worker_id: str | None, actionable_default: bool,
+                  extra_meta: dict[str, Any] | None = None) -> int:
+        """Store one event; returns its id (0 for a duplicate claim by the same worker)."""
+        event_type = ev["event_type"]
+        payload = ev.get("payload")
+        meta = dict(ev.get("meta") or {})
+        step = ev.get("step")
+        producer_status = ev.get("status")
+        if producer_status is None and isinstance(payload, dict) and isinstance(payload.get("status"), str) \
+                and event_type in ("command.completed", "command.failed", "call.done", "call.error", "step.exit"):
+            producer_status = payload["status"]
+        worker = ev.get("worker_id") or worker_id
+        command_id = await _command_id(self.conn, self.execution_id, meta, payload)
+        if command_id is not None and event_type in LIFECYCLE:
+            dup = await self.conn.fetchrow(DEDUPE_SQL, self.execution_id, event_type, command_id)
+            if dup is not None:
+                if event_type == "command.claimed":
+                    if dup["worker_id"] == worker:
+                        return 0
+                    raise Conflict(f"command {command_id} is claimed by another worker", code="active_claim")
+                return int(dup["event_id"])
+        status = canonical_status(event_type, producer_status)
+        meta.setdefault("actionable", ev.get("actionable", actionable_default))
+        meta.setdefault("informative", ev.get("informative", True))
+        if worker:
+            meta["worker_id"] = worker
+        if producer_status is not None:
+            meta["producer_status"] = producer_status
+        if command_id is not None:
+            meta["command_id"] = command_id
+        if extra_meta:
+            meta.update(extra_meta)
+        result: dict[str, Any] = {"status": status}
+        if isinstance(payload, dict):
+            result["context"] = payload
+        ref = ev.get("result_kind")
+        if ref == "ref" and ev.get("result_uri"):
+            result["reference"] = {"store_tier": "result_store", "logical_uri": ev["result_uri"]}
+        elif ref == "refs" and ev.get("event_ids"):
+            result["reference"] = {"event_ids": ev["event_ids"], "total_parts": len(ev["event_ids"])}
+        created = parse_ts(ev.get("created_at")) if ev.get("created_at") else None
+        event_id = self._event_id(ev.get("event_id"))
+        row = {
+            "execution_id": self.execution_id, "catalog_id": self.catalog_id, "event_id": event_id,
+            "created_at": naive_utc(created or self.now), "event_type": event_type, "node_id": step,
+            "node_name": step, "status": status, "result": result, "meta": meta,
+            "error": _error_text(payload) if status == "FAILED" else None, "worker_id": worker,
+            "command_id": command_id,
+        }
+        inserted = await append_events(self.conn, self.deps.settings, [row], self.now)
+        if event_id not in inserted:
+            return event_id  # (execution_id, event_id) already stored: a retry, not a new event
+        self.deps.metrics.events_ingested.labels(event_type, status).inc()
+        if command_id is not None:
+            await self._project_command(event_type, command_id, event_id, status, payload, worker, producer_status)
+        if effective_type(event_type, producer_status, payload) in TRIGGER_TYPES:
+            self.triggers += 1
+        return event_id
+
+    async def _project_command(self, event_type: str, command_id: int, event_id: int, status: str,
+                               payload: Any, worker: str | None, producer_status: str | None) -> None:
+        c = self.conn
+        eid = self.execution_id
+        if event_type == "command.started":
+            await c.execute(
+                "UPDATE command SET status = 'RUNNING', started_at = COALESCE(started_at, now()), "
+                "latest_event_id = $3, updated_at = now() WHERE execution_id = $1 AND command_id = $2 "
+                "AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')", eid, command_id, event_id)
+        elif event_type in ("command.completed", "command.failed", "command.cancelled"):
+            final = {"command.completed": "COMPLETED", "command.failed": "FAILED",
+                     "command.cancelled": "CANCELLED"}[event_type]
+            if effective_type(event_type, producer_status, payload) == "command.failed":
+                final = "FAILED"
+            res = payload.get("result") if isinstance(payload, dict) else None
+            await c.execute(
+                "UPDATE command SET status = $3, completed_at = now(), result = $4, error = $5, "
+                "latest_event_id = $6, updated_at = now() WHERE execution_id = $1 AND command_id = $2",
+                eid, command_id, final, res if isinstance(res, dict) else None,
+                _error_text(payload) if final == "FAILED" else None, event_id)
+        elif event_type == "command.claimed":
+            await c.execute(
+                "UPDATE command SET status = 'CLAIMED', worker_id = $3, claimed_at = now(), latest_event_id = $4, "
+                "updated_at = now() WHERE execution_id = $1 AND command_id = $2 AND status = 'PENDING'",
+                eid, command_id, worker, event_id)
+        else:
+            await c.execute("UPDATE command SET latest_event_id = $3, updated_at = now() "
+                            "WHERE execution_id = $1 AND command_id = $2", eid, command_id, event_id)
+
+
+async def ingest(
+    deps: Deps, execution_id: int, events: list[dict[str, Any]], *, worker_id: str | None = None,
+    actionable_default: bool = True, catalog_hint: int | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> tuple[list[int], int]:
+    """Store events (one transaction, execution-locked) and run the orchestrator on triggers.
+
+    Returns (event ids, commands generated)."""
+    from app.services.orchestration import orchestrate_locked
+
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await lock_execution(conn, execution_id)
+        unit = Ingest(conn, deps, execution_id, now)
+        await unit.load(catalog_hint)
+        ids = [await unit.add(ev, worker_id, actionable_default, extra_meta) for ev in events]
+        generated = 0
+        if unit.triggers:
+            generated = await orchestrate_locked(conn, deps, execution_id, now)
+    deps.outbox_wakeup.set()
+    deps.metrics.event_ingest_duration.observe(time.perf_counter() - started)
+    return ids, generated
+
+
+def check_batch_size(n: int) -> None:
+    """At most 256 events per batch (422 beyond)."""
+    if n > 256:
+        raise ValidationFailed(f"a batch holds at most 256 events (got {n})")
+
+
+def within(ts: datetime, seconds: float) -> bool:
+    """True when ts is within `seconds` of now (helper for callers)."""
+    return abs((datetime.now(UTC) - ts).total_seconds()) <= seconds + timedelta(0).total_seconds()
