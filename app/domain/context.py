@@ -38,8 +38,14 @@ def base_context(state: ExecutionState, server_url: str) -> dict[str, Any]:
 
 def iteration_vars(iterator: str, item: Any, index: int, total: int, loop_event_id: int) -> dict[str, Any]:
     """Loop iteration variables (dsl §3.3)."""
-    it = {iterator: item, "_index": index, "_total": total, "_first": index == 0, "_last": index == total - 1,
-          "loop_event_id": loop_event_id}
+    it = {
+        iterator: item,
+        "_index": index,
+        "_total": total,
+        "_first": index == 0,
+        "_last": index == total - 1,
+        "loop_event_id": loop_event_id,
+    }
     return {
         "iter": it,
         iterator: item,
@@ -50,8 +56,14 @@ def iteration_vars(iterator: str, item: Any, index: int, total: int, loop_event_
     }
 
 
-def _render_context(pb: Playbook, step: Step, state: ExecutionState, ctx: Mapping[str, Any],
-                    server_url: str, loop_vars: Mapping[str, Any]) -> dict[str, Any]:
+def _render_context(
+    pb: Playbook,
+    step: Step,
+    state: ExecutionState,
+    ctx: Mapping[str, Any],
+    server_url: str,
+    loop_vars: Mapping[str, Any],
+) -> dict[str, Any]:
     """What the worker needs for late rendering; prior results only for names the step references."""
     wanted = step.referenced_names
     results = {n: s.result for n, s in state.steps.items() if s.has_result and n in wanted}
@@ -71,8 +83,14 @@ def _render_context(pb: Playbook, step: Step, state: ExecutionState, ctx: Mappin
     return out
 
 
-def build_command_parts(pb: Playbook, step: Step, state: ExecutionState, ctx: Mapping[str, Any],
-                        server_url: str, loop_vars: Mapping[str, Any]) -> dict[str, Any]:
+def build_command_parts(
+    pb: Playbook,
+    step: Step,
+    state: ExecutionState,
+    ctx: Mapping[str, Any],
+    server_url: str,
+    loop_vars: Mapping[str, Any],
+) -> dict[str, Any]:
     """Command context `{tool_config, args, input, render_context, spec}`; may raise TemplateError."""
     step_input = render_value(dict(step.input), ctx) if step.input else {}
     if not isinstance(step_input, dict):
@@ -94,7 +112,8 @@ def build_command_parts(pb: Playbook, step: Step, state: ExecutionState, ctx: Ma
         tool_input = tool_input if isinstance(tool_input, dict) else {}
         effective = {**step_input, **tool_input, **extra_input}
         tool_config["input"] = effective
-        tool_spec = raw.get("spec") if isinstance(raw.get("spec"), Mapping) else {}
+        raw_spec = raw.get("spec")
+        tool_spec: dict[str, Any] = dict(raw_spec) if isinstance(raw_spec, Mapping) else {}
         spec = {**tool_spec, **step.spec}
     return {
         "tool_config": tool_config,

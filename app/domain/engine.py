@@ -44,11 +44,20 @@ class NewEvent:
     def to_row(self) -> dict[str, Any]:
         """The event as a row mapping (what fold() consumes)."""
         return {
-            "event_id": self.event_id, "event_type": self.event_type, "node_id": self.node_name,
-            "node_name": self.node_name, "node_type": self.node_type, "status": self.status,
-            "result": self.result, "context": self.context, "meta": self.meta, "error": self.error,
-            "parent_event_id": self.parent_event_id, "command_id": self.command_id,
-            "parent_execution_id": self.parent_execution_id, "created_at": self.created_at,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "node_id": self.node_name,
+            "node_name": self.node_name,
+            "node_type": self.node_type,
+            "status": self.status,
+            "result": self.result,
+            "context": self.context,
+            "meta": self.meta,
+            "error": self.error,
+            "parent_event_id": self.parent_event_id,
+            "command_id": self.command_id,
+            "parent_execution_id": self.parent_execution_id,
+            "created_at": self.created_at,
         }
 
 
@@ -106,8 +115,15 @@ def coerce_collection(value: Any, step: str) -> list[Any]:
 class _Pass:
     """One orchestration pass; every state change goes through an emitted, folded event."""
 
-    def __init__(self, pb: Playbook, state: ExecutionState, server_url: str, next_id: Callable[[], int],
-                 now: datetime, trigger_id: int | None) -> None:
+    def __init__(
+        self,
+        pb: Playbook,
+        state: ExecutionState,
+        server_url: str,
+        next_id: Callable[[], int],
+        now: datetime,
+        trigger_id: int | None,
+    ) -> None:
         self.pb = pb
         self.state = state
         self.server_url = server_url
@@ -121,16 +137,32 @@ class _Pass:
         self._ctx: dict[str, Any] | None = None
 
     # -- plumbing -------------------------------------------------------------------------------
-    def emit(self, event_type: str, node: str, status: str, *, context: dict[str, Any] | None = None,
-             meta: dict[str, Any] | None = None, node_type: str | None = None, error: str | None = None,
-             command_id: int | None = None, event_id: int | None = None) -> NewEvent:
+    def emit(
+        self,
+        event_type: str,
+        node: str,
+        status: str,
+        *,
+        context: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None,
+        node_type: str | None = None,
+        error: str | None = None,
+        command_id: int | None = None,
+        event_id: int | None = None,
+    ) -> NewEvent:
         ev = NewEvent(
-            event_id=event_id if event_id is not None else self.next_id(), event_type=event_type, node_name=node,
-            status=status, node_type=node_type,
+            event_id=event_id if event_id is not None else self.next_id(),
+            event_type=event_type,
+            node_name=node,
+            status=status,
+            node_type=node_type,
             result={"status": status, **({"context": context} if context is not None else {})},
-            meta={"emitter": EMITTER, "emitted_at": self.now, **(meta or {})}, error=error,
-            parent_event_id=self.trigger_id, command_id=command_id,
-            parent_execution_id=self.state.parent_execution_id, created_at=self.now,
+            meta={"emitter": EMITTER, "emitted_at": self.now, **(meta or {})},
+            error=error,
+            parent_event_id=self.trigger_id,
+            command_id=command_id,
+            parent_execution_id=self.state.parent_execution_id,
+            created_at=self.now,
         )
         self.events.append(ev)
         fold_into(self.state, ev.to_row())
@@ -175,20 +207,42 @@ class _Pass:
         items = coerce_collection(render_value(loop.in_expr, ctx), name)
         mif = render_value(loop.max_in_flight, ctx) if loop.max_in_flight is not None else None
         limit = int(mif) if mif not in (None, "") else None
-        self.emit("step.enter", name, "ENTERED", node_type=step.tool_kind, context={
-            "step": name, "iterations_expected": len(items), "iterator_var": loop.iterator,
-            "collection": _jsonable(items), "mode": loop.mode, "max_in_flight": limit})
+        self.emit(
+            "step.enter",
+            name,
+            "ENTERED",
+            node_type=step.tool_kind,
+            context={
+                "step": name,
+                "iterations_expected": len(items),
+                "iterator_var": loop.iterator,
+                "collection": _jsonable(items),
+                "mode": loop.mode,
+                "max_in_flight": limit,
+            },
+        )
         self.advance_loop(step)
 
     def skip_and_route(self, step: Step, ctx: Mapping[str, Any]) -> None:
         """Guard false: step.skipped, then follow the first matching arc (dsl §4.3.1)."""
-        ev_ctx = {**ctx, "event": {"name": "step.skipped", "step": step.name, "payload": {}, "timestamp": self.now}}
+        ev_ctx = {
+            **ctx,
+            "event": {"name": "step.skipped", "step": step.name, "payload": {}, "timestamp": self.now},
+        }
         arc = next((a for a in step.next.arcs if not a.has_when or is_truthy(a.when, ev_ctx)), None)
-        matched = [arc.step] if arc is not None and arc.step in self.pb.by_name and not self.running(arc.step) else []
+        matched = (
+            [arc.step]
+            if arc is not None and arc.step in self.pb.by_name and not self.running(arc.step)
+            else []
+        )
         arc_set = self.render_set(arc.set, ev_ctx) if arc is not None else {}
-        self.emit("step.skipped", step.name, "SKIPPED", meta={"matched": matched}, context={"reason": "guard"})
+        self.emit(
+            "step.skipped", step.name, "SKIPPED", meta={"matched": matched}, context={"reason": "guard"}
+        )
         if arc_set:
-            self.emit("ctx.updated", step.name, "CONTEXT", context={"step": step.name, "gen": 0, "values": arc_set})
+            self.emit(
+                "ctx.updated", step.name, "CONTEXT", context={"step": step.name, "gen": 0, "values": arc_set}
+            )
 
     def issue(self, step: Step, loop_vars: dict[str, Any], index: int | None) -> None:
         ctx = self.ctx()
@@ -198,22 +252,48 @@ class _Pass:
         command_id = self.next_id()
         event_id = self.next_id()
         meta: dict[str, Any] = {
-            "command_id": command_id, "step": step.name, "tool_kind": step.tool_kind, "max_attempts": 3,
-            "attempt": 1, "attempts": 1, "execution_id": self.state.execution_id,
-            "catalog_id": self.state.catalog_id, "actionable": True,
+            "command_id": command_id,
+            "step": step.name,
+            "tool_kind": step.tool_kind,
+            "max_attempts": 3,
+            "attempt": 1,
+            "attempts": 1,
+            "execution_id": self.state.execution_id,
+            "catalog_id": self.state.catalog_id,
+            "actionable": True,
         }
         if index is not None and step.loop is not None:
             it = loop_vars["iter"]
-            meta.update(iteration_index=index, iteration_total=it["_total"], iterator_step=step.name,
-                        item_var=step.loop.iterator, loop_event_id=it["loop_event_id"])
+            meta.update(
+                iteration_index=index,
+                iteration_total=it["_total"],
+                iterator_step=step.name,
+                item_var=step.loop.iterator,
+                loop_event_id=it["loop_event_id"],
+            )
         if self.state.trace:
             meta["trace"] = self.state.trace
         context = _jsonable(parts)
-        self.emit("command.issued", step.name, "PENDING", context=context, meta=meta, node_type=step.tool_kind,
-                  command_id=command_id, event_id=event_id)
-        self.commands.append(NewCommand(command_id=command_id, event_id=event_id, step=step.name,
-                                        tool_kind=step.tool_kind, context=context,
-                                        meta={k: v for k, v in meta.items() if k not in ("emitter", "emitted_at")}))
+        self.emit(
+            "command.issued",
+            step.name,
+            "PENDING",
+            context=context,
+            meta=meta,
+            node_type=step.tool_kind,
+            command_id=command_id,
+            event_id=event_id,
+        )
+        self.commands.append(
+            NewCommand(
+                command_id=command_id,
+                event_id=event_id,
+                step=step.name,
+                tool_kind=step.tool_kind,
+                context=context,
+                meta={k: v for k, v in meta.items() if k not in ("emitter", "emitted_at")},
+            )
+        )
 
     # -- loops ----------------------------------------------------------------------------------
     def advance_loop(self, step: Step) -> None:
@@ -235,7 +315,9 @@ class _Pass:
             self.emit("loop.done", step.name, "COMPLETED", context={"iterations": n, **data})
             error = None
             if li.failed:
-                error = f"{li.failed} of {n} iterations failed: {li.errors[0] if li.errors else ''}".rstrip(": ")
+                error = f"{li.failed} of {n} iterations failed: {li.errors[0] if li.errors else ''}".rstrip(
+                    ": "
+                )
             self.complete(step, li.failed == 0, data, error, "loop.done")
 
     # -- completion and routing -----------------------------------------------------------------
@@ -246,21 +328,31 @@ class _Pass:
             if strip_scope(key) is None:
                 continue  # iter.* writes never reach the execution
             out[key] = render_value(v, ctx)
-        return _jsonable(out)
+        rendered: dict[str, Any] = _jsonable(out)
+        return rendered
 
     def complete(self, step: Step, ok: bool, data: Any, error: Any, event_name: str) -> None:
         """§4.5 for one finished step: set, arcs, arc set, skips; targets go to `awaiting`."""
         name = step.name
         if ok and step.wrapped_single and isinstance(data, Mapping):
             label = f"{name}_task"
-            inner = data.get(label, (data.get("results") or {}).get(label) if isinstance(
-                data.get("results"), Mapping) else None)
+            inner = data.get(
+                label,
+                (data.get("results") or {}).get(label) if isinstance(data.get("results"), Mapping) else None,
+            )
             if inner is not None:
                 data = inner
         result = wrap_result(_jsonable(data)) if ok else None
         base = self.ctx()
-        rctx: dict[str, Any] = {**base, "event": {"name": event_name if ok else "call.error", "step": name,
-                                                  "payload": result, "timestamp": self.now}}
+        rctx: dict[str, Any] = {
+            **base,
+            "event": {
+                "name": event_name if ok else "call.error",
+                "step": name,
+                "payload": result,
+                "timestamp": self.now,
+            },
+        }
         if ok:
             rctx[name] = result
             rctx["output"] = result
@@ -287,16 +379,30 @@ class _Pass:
         targets = list(dict.fromkeys(targets))
         status = "COMPLETED" if ok else "FAILED"
         err_text = None if ok else (error if isinstance(error, str) else json.dumps(error, default=str))
-        exit_ev = self.emit("step.exit", name, status, meta={"matched": targets, "event_name": event_name},
-                            context={"status": status, "result": result, "error": err_text},
-                            node_type=step.tool_kind, error=err_text)
+        exit_ev = self.emit(
+            "step.exit",
+            name,
+            status,
+            meta={"matched": targets, "event_name": event_name},
+            context={"status": status, "result": result, "error": err_text},
+            node_type=step.tool_kind,
+            error=err_text,
+        )
         if set_values:
-            self.emit("ctx.updated", name, "CONTEXT", context={"step": name, "gen": exit_ev.event_id,
-                                                               "values": set_values})
+            self.emit(
+                "ctx.updated",
+                name,
+                "CONTEXT",
+                context={"step": name, "gen": exit_ev.event_id, "values": set_values},
+            )
         for arc, values in arc_sets:
             if values:
-                self.emit("ctx.updated", name, "CONTEXT", context={"step": name, "gen": exit_ev.event_id,
-                                                                   "arc": arc.step, "values": values})
+                self.emit(
+                    "ctx.updated",
+                    name,
+                    "CONTEXT",
+                    context={"step": name, "gen": exit_ev.event_id, "arc": arc.step, "values": values},
+                )
         matched_ids = {id(a) for a in matched}
         if not self.pb.graph.is_loop_branch_point(name):
             for arc in step.next.arcs:
@@ -364,19 +470,43 @@ class _Pass:
         final = self.finished[-1] if self.finished else st.final_step
         if failed:
             err = "Failed steps: " + ", ".join(failed)
-            self.emit("playbook.failed", "playbook", "FAILED", error=err, meta={"failed_steps": failed},
-                      context={"status": "FAILED", "final_step": final, "error": err, "failed_steps": failed})
+            self.emit(
+                "playbook.failed",
+                "playbook",
+                "FAILED",
+                error=err,
+                meta={"failed_steps": failed},
+                context={"status": "FAILED", "final_step": final, "error": err, "failed_steps": failed},
+            )
             return "FAILED"
         fst = st.steps.get(final) if final else None
-        self.emit("playbook.completed", "playbook", "COMPLETED", context={
-            "status": "COMPLETED", "final_step": final, "result": fst.result if fst and fst.has_result else None})
+        self.emit(
+            "playbook.completed",
+            "playbook",
+            "COMPLETED",
+            context={
+                "status": "COMPLETED",
+                "final_step": final,
+                "result": fst.result if fst and fst.has_result else None,
+            },
+        )
         return "COMPLETED"
 
     def fail_execution(self, message: str) -> str:
         err = f"Orchestrator evaluate failed: {message}"
-        self.emit("playbook.failed", "playbook", "FAILED", error=err, meta={"failed_steps": []},
-                  context={"status": "FAILED", "final_step": self.finished[-1] if self.finished else None,
-                           "error": err, "failed_steps": []})
+        self.emit(
+            "playbook.failed",
+            "playbook",
+            "FAILED",
+            error=err,
+            meta={"failed_steps": []},
+            context={
+                "status": "FAILED",
+                "final_step": self.finished[-1] if self.finished else None,
+                "error": err,
+                "failed_steps": [],
+            },
+        )
         return "FAILED"
 
 
@@ -394,11 +524,21 @@ def _run(pb: Playbook, state: ExecutionState, p: _Pass, body: Callable[[_Pass], 
     return Decision(state=p.state, events=p.events, commands=p.commands, terminal=terminal)
 
 
-def start(pb: Playbook, *, execution_id: int | str, catalog_id: int | str, path: str | None = None,
-          version: Any = None, workload_override: Mapping[str, Any] | None = None,
-          parent_execution_id: int | str | None = None, execution_pool: str | None = None,
-          trace: Mapping[str, Any] | None = None, server_url: str, next_id: Callable[[], int],
-          now: datetime) -> Decision:
+def start(
+    pb: Playbook,
+    *,
+    execution_id: int | str,
+    catalog_id: int | str,
+    path: str | None = None,
+    version: Any = None,
+    workload_override: Mapping[str, Any] | None = None,
+    parent_execution_id: int | str | None = None,
+    execution_pool: str | None = None,
+    trace: Mapping[str, Any] | None = None,
+    server_url: str,
+    next_id: Callable[[], int],
+    now: datetime,
+) -> Decision:
     """Start an execution: playbook_started, then dispatch the entry step (dsl §4.2)."""
     workload = {**pb.workload, **(workload_override or {})}
     state = ExecutionState()
@@ -408,13 +548,23 @@ def start(pb: Playbook, *, execution_id: int | str, catalog_id: int | str, path:
         meta["execution_pool"] = execution_pool
     if trace:
         meta["trace"] = dict(trace)
-    ctx = {"catalog_id": str(catalog_id), "execution_id": str(execution_id), "path": path or pb.path,
-           "version": version if version is not None else pb.version, "workload": _jsonable(workload)}
+    ctx = {
+        "catalog_id": str(catalog_id),
+        "execution_id": str(execution_id),
+        "path": path or pb.path,
+        "version": version if version is not None else pb.version,
+        "workload": _jsonable(workload),
+    }
     state.parent_execution_id = str(parent_execution_id) if parent_execution_id is not None else None
     ev = p.emit("playbook_started", path or pb.path, "STARTED", context=ctx, meta=meta, node_type="playbook")
     ev.context = ctx
     p.trigger_id = ev.event_id
-    return _run(pb, p.state, p, lambda q: (q.dispatch(pb.entry_step), q.process()))
+
+    def body(q: _Pass) -> None:
+        q.dispatch(pb.entry_step)
+        q.process()
+
+    return _run(pb, p.state, p, body)
 
 
 def is_trigger(state: ExecutionState, event: Mapping[str, Any]) -> bool:
@@ -430,8 +580,15 @@ def is_trigger(state: ExecutionState, event: Mapping[str, Any]) -> bool:
     return not (etype == "command.completed" and payload_of(event).get("pending_callback"))
 
 
-def decide(pb: Playbook, state: ExecutionState, event: Mapping[str, Any], *, server_url: str,
-           next_id: Callable[[], int], now: datetime) -> Decision:
+def decide(
+    pb: Playbook,
+    state: ExecutionState,
+    event: Mapping[str, Any],
+    *,
+    server_url: str,
+    next_id: Callable[[], int],
+    now: datetime,
+) -> Decision:
     """Fold `event`; when it is a trigger on a live execution, run one orchestration pass."""
     st = state.clone()
     trigger = st.terminal is None and is_trigger(st, event)

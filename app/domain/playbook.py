@@ -14,7 +14,7 @@ from app.domain.graph import Graph
 from app.domain.templating import has_template, template_names
 from app.errors import InvalidPlaybook
 
-__all__ = ["Arc", "Loop", "Next", "Playbook", "Step", "parse_playbook", "build_playbook"]
+__all__ = ["Arc", "Loop", "Next", "Playbook", "Step", "build_playbook", "parse_playbook"]
 
 TASK_SEQUENCE = "task_sequence"
 
@@ -309,6 +309,7 @@ def load_yaml(text: str) -> tuple[Any, yaml.Node | None]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise InvalidPlaybook(
-            f"Invalid YAML: {exc}", [{"step": None, "field": None, "reason": f"Invalid YAML: {exc}", "line": line}]
+            f"Invalid YAML: {exc}",
+            [{"step": None, "field": None, "reason": f"Invalid YAML: {exc}", "line": line}],
         ) from exc
     return data, node

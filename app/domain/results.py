@@ -19,8 +19,22 @@ __all__ = [
 
 ERROR_STATUSES = frozenset({"error", "failed", "failure"})
 _ENVELOPE_KEYS = frozenset(
-    {"status", "data", "error", "stdout", "stderr", "exit_code", "duration_ms", "meta", "_context_updates",
-     "ctx", "http", "context", "reference", "extracted"}
+    {
+        "status",
+        "data",
+        "error",
+        "stdout",
+        "stderr",
+        "exit_code",
+        "duration_ms",
+        "meta",
+        "_context_updates",
+        "ctx",
+        "http",
+        "context",
+        "reference",
+        "extracted",
+    }
 )
 
 START_NAMES = frozenset({"playbook_started", "playbook.initialized", "workflow.initialized"})
@@ -90,8 +104,11 @@ def payload_of(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def command_id_of(event: Mapping[str, Any], issued_by_event: Mapping[int, int] | None = None) -> int | None:
     """The command id of a lifecycle event: column, then meta, then payload."""
-    for source in (event.get("command_id"), (event.get("meta") or {}).get("command_id"),
-                   payload_of(event).get("command_id")):
+    for source in (
+        event.get("command_id"),
+        (event.get("meta") or {}).get("command_id"),
+        payload_of(event).get("command_id"),
+    ):
         cid = parse_command_id(source, issued_by_event)
         if cid is not None:
             return cid
@@ -112,8 +129,11 @@ class Output:
 
 
 def _is_envelope(value: Any) -> bool:
-    return isinstance(value, Mapping) and "status" in value and set(value) <= _ENVELOPE_KEYS and (
-        "data" in value or "context" in value or "reference" in value or "error" in value
+    return (
+        isinstance(value, Mapping)
+        and "status" in value
+        and set(value) <= _ENVELOPE_KEYS
+        and ("data" in value or "context" in value or "reference" in value or "error" in value)
     )
 
 
@@ -179,12 +199,12 @@ def extract_output(event: Mapping[str, Any], *, pipeline: bool = False) -> Outpu
         out.error = err
     result = payload.get("result")
     response = payload.get("response")
-    if _is_envelope(response):
+    if isinstance(response, Mapping) and _is_envelope(response):
         _read_envelope(out, response, pipeline)
     elif response is not None:
         _set_data(out, response, pipeline)
     if not out.has_data and result is not None:
-        if _is_envelope(result):
+        if isinstance(result, Mapping) and _is_envelope(result):
             _read_envelope(out, result, pipeline)
         else:
             _set_data(out, result, pipeline)

@@ -110,33 +110,65 @@ class ExecutionState:
             loop = s.loop
             if loop is not None:
                 loop = LoopInstance(
-                    loop.epoch, loop.collection, loop.expected, loop.mode, loop.max_in_flight, loop.dispatched,
-                    dict(loop.results), list(loop.done), loop.failed, loop.last_seq, list(loop.errors),
+                    loop.epoch,
+                    loop.collection,
+                    loop.expected,
+                    loop.mode,
+                    loop.max_in_flight,
+                    loop.dispatched,
+                    dict(loop.results),
+                    list(loop.done),
+                    loop.failed,
+                    loop.last_seq,
+                    list(loop.errors),
                 )
-            steps[k] = StepState(s.status, s.generation, s.result, s.has_result, s.error, s.completed_seq,
-                                 s.outcome, loop)
+            steps[k] = StepState(
+                s.status, s.generation, s.result, s.has_result, s.error, s.completed_seq, s.outcome, loop
+            )
         return ExecutionState(
-            self.execution_id, self.catalog_id, self.path, self.version, self.parent_execution_id,
-            self.execution_pool, self.trace, self.workload, dict(self.vars), steps,
+            self.execution_id,
+            self.catalog_id,
+            self.path,
+            self.version,
+            self.parent_execution_id,
+            self.execution_pool,
+            self.trace,
+            self.workload,
+            dict(self.vars),
+            steps,
             {k: InFlight(v.step, v.index, v.epoch, v.parked, v.event_id) for k, v in self.in_flight.items()},
-            dict(self.issued_by_event), dict(self.call_results), set(self.seen_commands), list(self.awaiting),
-            self.terminal, self.final_step, self.started, self.last_event_id,
+            dict(self.issued_by_event),
+            dict(self.call_results),
+            set(self.seen_commands),
+            list(self.awaiting),
+            self.terminal,
+            self.final_step,
+            self.started,
+            self.last_event_id,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable snapshot (int map keys become strings)."""
         return {
-            "execution_id": self.execution_id, "catalog_id": self.catalog_id, "path": self.path,
-            "version": self.version, "parent_execution_id": self.parent_execution_id,
-            "execution_pool": self.execution_pool, "trace": self.trace, "workload": self.workload,
+            "execution_id": self.execution_id,
+            "catalog_id": self.catalog_id,
+            "path": self.path,
+            "version": self.version,
+            "parent_execution_id": self.parent_execution_id,
+            "execution_pool": self.execution_pool,
+            "trace": self.trace,
+            "workload": self.workload,
             "vars": self.vars,
             "steps": {k: _step_dict(v) for k, v in sorted(self.steps.items())},
             "in_flight": {str(k): vars(v).copy() for k, v in sorted(self.in_flight.items())},
             "issued_by_event": {str(k): v for k, v in sorted(self.issued_by_event.items())},
             "call_results": {str(k): v for k, v in sorted(self.call_results.items())},
             "seen_commands": sorted(self.seen_commands),
-            "awaiting": list(self.awaiting), "terminal": self.terminal, "final_step": self.final_step,
-            "started": self.started, "last_event_id": self.last_event_id,
+            "awaiting": list(self.awaiting),
+            "terminal": self.terminal,
+            "final_step": self.final_step,
+            "started": self.started,
+            "last_event_id": self.last_event_id,
         }
 
     @classmethod
@@ -154,22 +186,33 @@ class ExecutionState:
                 sv["result"] = wrap_result(sv["result"])
             steps[k] = StepState(**sv)
         return cls(
-            execution_id=d.get("execution_id", ""), catalog_id=d.get("catalog_id", ""), path=d.get("path", ""),
-            version=d.get("version"), parent_execution_id=d.get("parent_execution_id"),
-            execution_pool=d.get("execution_pool"), trace=d.get("trace"), workload=dict(d.get("workload", {})),
-            vars=dict(d.get("vars", {})), steps=steps,
+            execution_id=d.get("execution_id", ""),
+            catalog_id=d.get("catalog_id", ""),
+            path=d.get("path", ""),
+            version=d.get("version"),
+            parent_execution_id=d.get("parent_execution_id"),
+            execution_pool=d.get("execution_pool"),
+            trace=d.get("trace"),
+            workload=dict(d.get("workload", {})),
+            vars=dict(d.get("vars", {})),
+            steps=steps,
             in_flight={int(k): InFlight(**v) for k, v in d.get("in_flight", {}).items()},
             issued_by_event={int(k): v for k, v in d.get("issued_by_event", {}).items()},
             call_results={int(k): v for k, v in d.get("call_results", {}).items()},
-            seen_commands=set(d.get("seen_commands", [])), awaiting=list(d.get("awaiting", [])),
-            terminal=d.get("terminal"), final_step=d.get("final_step"), started=bool(d.get("started")),
+            seen_commands=set(d.get("seen_commands", [])),
+            awaiting=list(d.get("awaiting", [])),
+            terminal=d.get("terminal"),
+            final_step=d.get("final_step"),
+            started=bool(d.get("started")),
             last_event_id=int(d.get("last_event_id", 0)),
         )
 
 
 def _step_dict(s: StepState) -> dict[str, Any]:
-    out = {k: getattr(s, k) for k in ("status", "generation", "result", "has_result", "error", "completed_seq",
-                                       "outcome")}
+    out = {
+        k: getattr(s, k)
+        for k in ("status", "generation", "result", "has_result", "error", "completed_seq", "outcome")
+    }
     if s.loop is not None:
         lp = vars(s.loop).copy()
         lp["results"] = {str(i): r for i, r in sorted(s.loop.results.items())}
@@ -200,7 +243,7 @@ def strip_scope(key: str) -> str | None:
     """`ctx.x`/`step.x`/bare → `x`; `iter.x` → None (not execution-scoped)."""
     for prefix in ("ctx.", "step.", "vars."):
         if key.startswith(prefix):
-            return key[len(prefix):]
+            return key[len(prefix) :]
     if key.startswith("iter."):
         return None
     return key
@@ -271,8 +314,13 @@ def _fold_step_enter(st: ExecutionState, event: Mapping[str, Any], eid: int) -> 
     ctx = payload_of(event)
     if "iterations_expected" in ctx:
         coll = list(ctx.get("collection") or [])
-        s.loop = LoopInstance(epoch=eid, collection=coll, expected=int(ctx["iterations_expected"]),
-                              mode=str(ctx.get("mode") or "sequential"), max_in_flight=ctx.get("max_in_flight"))
+        s.loop = LoopInstance(
+            epoch=eid,
+            collection=coll,
+            expected=int(ctx["iterations_expected"]),
+            mode=str(ctx.get("mode") or "sequential"),
+            max_in_flight=ctx.get("max_in_flight"),
+        )
     if name in st.awaiting:
         st.awaiting.remove(name)
 

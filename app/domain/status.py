@@ -41,7 +41,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def derive_status(execution_id: Any, events: Iterable[Mapping[str, Any]], *, commands_active: bool) -> dict[str, Any]:
+def derive_status(
+    execution_id: Any, events: Iterable[Mapping[str, Any]], *, commands_active: bool
+) -> dict[str, Any]:
     """The status union from an execution's events (any order) and whether a command is still live."""
     rows = sorted(events, key=lambda e: int(e.get("event_id") or 0))
     terminal: str | None = None

@@ -15,8 +15,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 __all__ = [
-    "TemplateError",
     "ResultDict",
+    "TemplateError",
     "compile_check",
     "has_template",
     "is_truthy",
@@ -57,10 +57,10 @@ class LenientUndefined(ChainableUndefined):
     def __hash__(self) -> int:
         return id(type(self))
 
-    def __lt__(self, other: object) -> bool:
+    def __lt__(self, other: object) -> bool:  # type: ignore[override]
         return False
 
-    __le__ = __gt__ = __ge__ = __lt__
+    __le__ = __gt__ = __ge__ = __lt__  # type: ignore[assignment]
 
 
 def _is_undef(value: Any) -> bool:

@@ -19,7 +19,9 @@ TOOL_KINDS = frozenset(
     "snowflake transfer snowflake_transfer gcs gateway nats shell artifact noop task_sequence rhai "
     "subscription wasm agent mcp result_fetch".split()
 )
-ROOT_KEYS = frozenset({"apiVersion", "kind", "metadata", "workload", "keychain", "executor", "workbook", "workflow"})
+ROOT_KEYS = frozenset(
+    {"apiVersion", "kind", "metadata", "workload", "keychain", "executor", "workbook", "workflow"}
+)
 LEGACY_REJECTED = ("type", "case", "set_ctx", "set_iter", "result", "outcome")
 LEGACY_IGNORED = ("sink", "save", "retry")
 ARC_KEYS = frozenset({"step", "when", "set", "args", "desc", "name"})
@@ -60,7 +62,9 @@ class _Collector:
         self.warnings: list[str] = []
 
     def add(self, step: str | None, fieldname: str | None, reason: str, *path: str | int) -> None:
-        self.problems.append({"step": step, "field": fieldname, "reason": reason, "line": self.lines.line(*path)})
+        self.problems.append(
+            {"step": step, "field": fieldname, "reason": reason, "line": self.lines.line(*path)}
+        )
 
 
 def _walk_strings(value: Any, path: str) -> list[tuple[str, str]]:
@@ -131,23 +135,48 @@ def _check_tool(raw: Mapping[str, Any], i: int, name: str, workbook: set[str], c
             if isinstance(item, Mapping) and "kind" not in item and len(item) == 1:
                 label, body = next(iter(item.items()))
             if not isinstance(body, Mapping):
-                c.add(name, f"tool[{j}]", f"Step '{name}': pipeline task must be a mapping", "workflow", i, "tool", j)
+                c.add(
+                    name,
+                    f"tool[{j}]",
+                    f"Step '{name}': pipeline task must be a mapping",
+                    "workflow",
+                    i,
+                    "tool",
+                    j,
+                )
                 continue
             _check_tool_kind(body.get("kind"), name, f"tool[{j}].kind", c, "workflow", i, "tool", j)
             if label is not None:
                 if str(label) in labels:
-                    c.add(name, f"tool[{j}].name", f"Step '{name}': duplicate task label '{label}'",
-                          "workflow", i, "tool", j)
+                    c.add(
+                        name,
+                        f"tool[{j}].name",
+                        f"Step '{name}': duplicate task label '{label}'",
+                        "workflow",
+                        i,
+                        "tool",
+                        j,
+                    )
                 labels.add(str(label))
             if isinstance(body.get("eval"), list):
                 c.warnings.append(f"Step '{name}': tool 'eval' block ignored")
         return
     if not isinstance(tool, Mapping):
-        c.add(name, "tool", f"Step '{name}': 'tool' must be a mapping or a list of tasks", "workflow", i, "tool")
+        c.add(
+            name, "tool", f"Step '{name}': 'tool' must be a mapping or a list of tasks", "workflow", i, "tool"
+        )
         return
     _check_tool_kind(tool.get("kind"), name, "tool.kind", c, "workflow", i, "tool", "kind")
     if tool.get("kind") == "workbook" and str(tool.get("name")) not in workbook:
-        c.add(name, "tool.name", f"Step '{name}': unknown workbook '{tool.get('name')}'", "workflow", i, "tool", "name")
+        c.add(
+            name,
+            "tool.name",
+            f"Step '{name}': unknown workbook '{tool.get('name')}'",
+            "workflow",
+            i,
+            "tool",
+            "name",
+        )
     if isinstance(tool.get("eval"), list):
         c.warnings.append(f"Step '{name}': tool 'eval' block ignored")
     for key in ("retry", "sink", "save"):
@@ -163,9 +192,18 @@ def _check_loop(raw: Mapping[str, Any], i: int, name: str, c: _Collector) -> Non
         c.add(name, "loop", f"Step '{name}': loop must be a mapping", "workflow", i, "loop")
         return
     if ("in" in loop) == ("cursor" in loop):
-        c.add(name, "loop.in", f"Step '{name}': loop needs exactly one of 'in' or 'cursor'", "workflow", i, "loop")
+        c.add(
+            name,
+            "loop.in",
+            f"Step '{name}': loop needs exactly one of 'in' or 'cursor'",
+            "workflow",
+            i,
+            "loop",
+        )
     if not loop.get("iterator"):
-        c.add(name, "loop.iterator", f"Step '{name}': loop needs a non-empty 'iterator'", "workflow", i, "loop")
+        c.add(
+            name, "loop.iterator", f"Step '{name}': loop needs a non-empty 'iterator'", "workflow", i, "loop"
+        )
 
 
 def _check_next(raw: Mapping[str, Any], i: int, name: str, names: set[str], c: _Collector) -> list[str]:
@@ -184,8 +222,14 @@ def _check_next(raw: Mapping[str, Any], i: int, name: str, names: set[str], c: _
         if target not in names and target != "end":
             c.add(name, fieldname, f"Step '{name}': next target '{target}' does not exist", *arcs_path, j)
         if "when" in arc and not isinstance(arc["when"], str):
-            c.add(name, f"next.arcs[{j}].when", f"Step '{name}': arc 'when' must be a string template",
-                  *arcs_path, j, "when")
+            c.add(
+                name,
+                f"next.arcs[{j}].when",
+                f"Step '{name}': arc 'when' must be a string template",
+                *arcs_path,
+                j,
+                "when",
+            )
         for key in arc:
             if key not in ARC_KEYS:
                 c.warnings.append(f"Step '{name}': unknown arc key '{key}' ignored (arc to '{target}')")
@@ -193,13 +237,22 @@ def _check_next(raw: Mapping[str, Any], i: int, name: str, names: set[str], c: _
 
 
 def _check_policy_else(raw: Mapping[str, Any], name: str, c: _Collector) -> None:
-    tools = raw.get("tool") if isinstance(raw.get("tool"), list) else [raw.get("tool")]
+    raw_tool = raw.get("tool")
+    tools: list[Any] = raw_tool if isinstance(raw_tool, list) else [raw_tool]
     for t in tools:
         if not isinstance(t, Mapping):
             continue
-        rules = ((t.get("spec") or {}).get("policy") or {}).get("rules") if isinstance(t.get("spec"), Mapping) else None
+        rules = (
+            ((t.get("spec") or {}).get("policy") or {}).get("rules")
+            if isinstance(t.get("spec"), Mapping)
+            else None
+        )
         for rule in rules or []:
-            if isinstance(rule, Mapping) and isinstance(rule.get("else"), Mapping) and "then" not in rule["else"]:
+            if (
+                isinstance(rule, Mapping)
+                and isinstance(rule.get("else"), Mapping)
+                and "then" not in rule["else"]
+            ):
                 c.warnings.append(f"Step '{name}': policy 'else' without 'then' matches nothing")
 
 
@@ -232,10 +285,20 @@ def _check_steps(doc: Mapping[str, Any], c: _Collector) -> dict[str, list[str]]:
         _check_loop(raw, i, name, c)
         _check_policy_else(raw, name, c)
         graph[name] = _check_next(raw, i, name, name_set, c)
-    entry = ((doc.get("executor") or {}).get("spec") or {}).get("entry_step") if isinstance(
-        doc.get("executor"), Mapping) and isinstance(doc["executor"].get("spec"), Mapping) else None
+    entry = (
+        ((doc.get("executor") or {}).get("spec") or {}).get("entry_step")
+        if isinstance(doc.get("executor"), Mapping) and isinstance(doc["executor"].get("spec"), Mapping)
+        else None
+    )
     if entry and entry not in name_set:
-        c.add(None, "executor.spec.entry_step", f"entry_step '{entry}' names no step", "executor", "spec", "entry_step")
+        c.add(
+            None,
+            "executor.spec.entry_step",
+            f"entry_step '{entry}' names no step",
+            "executor",
+            "spec",
+            "entry_step",
+        )
     return graph
 
 
@@ -249,7 +312,7 @@ def _check_templates(doc: Mapping[str, Any], c: _Collector) -> None:
         parts = _path_parts(path)
         fieldname = path
         if len(parts) >= 2 and parts[0] == "workflow" and isinstance(parts[1], int):
-            raw = wf[parts[1]] if parts[1] < len(wf) else None
+            raw = wf[parts[1]] if isinstance(wf, list) and parts[1] < len(wf) else None
             step = raw.get("step") if isinstance(raw, Mapping) else None
             fieldname = ".".join(str(p) for p in parts[2:]) or path
         where = f"Step '{step}' field '{fieldname}'" if step else f"field '{fieldname}'"

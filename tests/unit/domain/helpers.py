@@ -31,12 +31,23 @@ def make_playbook(body: str, workload: str = "{}") -> Playbook:
 class Sim:
     """Holds the event log and state; completes commands exactly as workers report them."""
 
-    def __init__(self, pb: Playbook, workload: dict[str, Any] | None = None, *, id_base: int = 10_000) -> None:
+    def __init__(
+        self, pb: Playbook, workload: dict[str, Any] | None = None, *, id_base: int = 10_000
+    ) -> None:
         self.pb = pb
         self._ids = itertools.count(id_base)
         self.decisions: list[Decision] = []
-        d = start(pb, execution_id=4242, catalog_id=7, path=pb.path, version=1, workload_override=workload,
-                  server_url=SERVER, next_id=self.next_id, now=NOW)
+        d = start(
+            pb,
+            execution_id=4242,
+            catalog_id=7,
+            path=pb.path,
+            version=1,
+            workload_override=workload,
+            server_url=SERVER,
+            next_id=self.next_id,
+            now=NOW,
+        )
         self.rows: list[dict[str, Any]] = [e.to_row() for e in d.events]
         self.state: ExecutionState = d.state
         self.pending: list[NewCommand] = list(d.commands)
@@ -57,12 +68,24 @@ class Sim:
         return d
 
     def _row(self, cmd: NewCommand, etype: str, status: str, payload: dict[str, Any], **extra: Any) -> dict:
-        meta = {"command_id": cmd.command_id, "worker_id": "w1", "producer_status": extra.pop("producer", None)}
+        meta = {
+            "command_id": cmd.command_id,
+            "worker_id": "w1",
+            "producer_status": extra.pop("producer", None),
+        }
         meta.update(extra.pop("meta", {}))
-        return {"event_id": self.next_id(), "event_type": etype, "node_name": cmd.step, "status": status,
-                "result": {"status": status, "context": payload}, "meta": meta,
-                "command_id": extra.pop("command_id", cmd.command_id), "error": extra.pop("error", None),
-                "parent_event_id": None, "created_at": None}
+        return {
+            "event_id": self.next_id(),
+            "event_type": etype,
+            "node_name": cmd.step,
+            "status": status,
+            "result": {"status": status, "context": payload},
+            "meta": meta,
+            "command_id": extra.pop("command_id", cmd.command_id),
+            "error": extra.pop("error", None),
+            "parent_event_id": None,
+            "created_at": None,
+        }
 
     def take(self, step: str | None = None) -> NewCommand:
         """Remove and return the oldest pending command (of `step` when given)."""
@@ -71,8 +94,9 @@ class Sim:
                 return self.pending.pop(i)
         raise AssertionError(f"no pending command for {step}: {[c.step for c in self.pending]}")
 
-    def complete(self, cmd: NewCommand, data: Any = None, *, worker: str = "project",
-                 status: str = "ok") -> Decision:
+    def complete(
+        self, cmd: NewCommand, data: Any = None, *, worker: str = "project", status: str = "ok"
+    ) -> Decision:
         """Report success (or a returned error status) the way `worker` does."""
         if cmd in self.pending:
             self.pending.remove(cmd)
@@ -80,13 +104,26 @@ class Sim:
         canon = "FAILED" if status in ("error", "failed") else "COMPLETED"
         if worker == "python":
             self.feed(self._row(cmd, "call.done", "COMPLETED", {"response": data, "command_id": cid}))
-            return self.feed(self._row(cmd, "command.completed", "COMPLETED",
-                                       {"command_id": cid, "worker_id": "w1", "result": data}))
+            return self.feed(
+                self._row(
+                    cmd,
+                    "command.completed",
+                    "COMPLETED",
+                    {"command_id": cid, "worker_id": "w1", "result": data},
+                )
+            )
         key = "data" if worker == "rust" else "context"
-        self.feed(self._row(cmd, "call.done", "COMPLETED",
-                            {"command_id": cid, "call_index": 0, "result": {"status": status, key: data}}))
-        return self.feed(self._row(cmd, "command.completed", canon, {"command_id": cid, "status": status},
-                                   producer=status))
+        self.feed(
+            self._row(
+                cmd,
+                "call.done",
+                "COMPLETED",
+                {"command_id": cid, "call_index": 0, "result": {"status": status, key: data}},
+            )
+        )
+        return self.feed(
+            self._row(cmd, "command.completed", canon, {"command_id": cid, "status": status}, producer=status)
+        )
 
     def fail(self, cmd: NewCommand, error: str = "boom", *, worker: str = "project") -> Decision:
         """Report a failure with call.error + command.failed."""
@@ -94,8 +131,9 @@ class Sim:
             self.pending.remove(cmd)
         cid = str(cmd.command_id)
         self.feed(self._row(cmd, "call.error", "FAILED", {"command_id": cid, "error": error}))
-        return self.feed(self._row(cmd, "command.failed", "FAILED", {"command_id": cid, "error": error},
-                                   error=error))
+        return self.feed(
+            self._row(cmd, "command.failed", "FAILED", {"command_id": cid, "error": error}, error=error)
+        )
 
     def run(self, outputs: dict[str, Any] | None = None, *, max_steps: int = 500) -> str | None:
         """Complete pending commands FIFO; outputs[step] is data or a callable(cmd) -> data."""

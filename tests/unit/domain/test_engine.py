@@ -39,9 +39,12 @@ DEMO = """\
 
 
 def demo_outputs():
-    return {"square": py(lambda i: {"sq": i["n"] * i["n"]}),
-            "total": py(lambda i: {"sum": sum(r["sq"] for r in i["rows"])}),
-            "big": {"path": "big"}, "end": {"done": True}}
+    return {
+        "square": py(lambda i: {"sq": i["n"] * i["n"]}),
+        "total": py(lambda i: {"sum": sum(r["sq"] for r in i["rows"])}),
+        "big": {"path": "big"},
+        "end": {"done": True},
+    }
 
 
 def test_illustrative_playbook_end_to_end():
@@ -67,7 +70,9 @@ def test_illustrative_playbook_end_to_end():
 
 # 1. typed rendering
 def test_typed_rendering_in_set_and_inputs():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook(
+            """\
         - step: start
           tool: {kind: noop}
           set: {ctx.current_page: "{{ initial }}"}
@@ -75,7 +80,10 @@ def test_typed_rendering_in_set_and_inputs():
         - step: nxt
           tool: {kind: python, input: {page: "{{ (ctx.current_page | int) + 1 }}", obj: "{{ start }}",
                  flag: "{{ true }}", text: "p{{ ctx.current_page }}"}, code: "result = 1"}
-        """, "{initial: 1}"))
+        """,
+            "{initial: 1}",
+        )
+    )
     sim.complete(sim.take(), {"a": {"b": 1}})
     cmd = sim.take("nxt")
     assert cmd.context["input"] == {"page": 2, "obj": {"a": {"b": 1}}, "flag": True, "text": "p1"}
@@ -84,7 +92,8 @@ def test_typed_rendering_in_set_and_inputs():
 
 # 2. lenient undefined
 def test_missing_steps_and_fields_never_raise():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook("""\
         - step: start
           tool: {kind: python, input: {v: "{{ ghost.a.b | default('dflt') }}", w: "{{ nope }}"}, code: x}
           next:
@@ -95,7 +104,8 @@ def test_missing_steps_and_fields_never_raise():
           tool: {kind: noop}
         - step: b
           tool: {kind: noop}
-        """))
+        """)
+    )
     cmd = sim.take()
     assert cmd.context["input"] == {"v": "dflt", "w": None}
     sim.complete(cmd, {})
@@ -104,7 +114,8 @@ def test_missing_steps_and_fields_never_raise():
 
 # 3. result addressing
 def test_result_addressing_data_alias_and_worker_shapes():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook("""\
         - step: start
           tool: {kind: noop}
           next: [http]
@@ -119,7 +130,8 @@ def test_result_addressing_data_alias_and_worker_shapes():
           next: [last]
         - step: last
           tool: {kind: python, input: {v: "{{ rw.z }}"}, code: x}
-        """))
+        """)
+    )
     sim.complete(sim.take(), {"executed": True})
     cmd = sim.take("http")
     assert cmd.context["tool_config"]["url"] == "http://x/True/True"
@@ -134,7 +146,8 @@ def test_result_addressing_data_alias_and_worker_shapes():
 
 
 def test_failed_step_result_is_undefined_and_error_bound():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook("""\
         - step: start
           tool: {kind: noop}
           next:
@@ -145,7 +158,8 @@ def test_failed_step_result_is_undefined_and_error_bound():
           tool: {kind: noop}
         - step: handler
           tool: {kind: python, input: {r: "{{ start | default('undef') }}"}, code: x}
-        """))
+        """)
+    )
     sim.fail(sim.take(), "kaboom")
     cmd = sim.take("handler")
     assert cmd.context["input"] == {"r": "undef"}
@@ -157,7 +171,8 @@ def test_failed_step_result_is_undefined_and_error_bound():
 
 # 4. set before arcs; arc set before target built; pipeline ctx writes propagate; iter.* does not
 def test_set_runs_before_arcs_and_arc_set_before_target():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook("""\
         - step: start
           tool: {kind: noop}
           set: {ctx.go: "{{ start.v > 1 }}", iter.local: 1}
@@ -169,7 +184,8 @@ def test_set_runs_before_arcs_and_arc_set_before_target():
           tool: {kind: python, input: {p: "{{ ctx.picked }}", q: "{{ picked }}"}, code: x}
         - step: no_
           tool: {kind: noop}
-        """))
+        """)
+    )
     sim.complete(sim.take(), {"v": 2})
     cmd = sim.take("yes_")
     assert cmd.context["input"] == {"p": "yes", "q": "yes"}
@@ -179,18 +195,28 @@ def test_set_runs_before_arcs_and_arc_set_before_target():
 
 
 def test_pipeline_context_updates_reach_later_steps():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook("""\
         - step: start
           tool:
             - {name: a, kind: noop}
           next: [b]
         - step: b
           tool: {kind: python, input: {t: "{{ ctx.total }}", u: "{{ other }}"}, code: x}
-        """))
+        """)
+    )
     cmd = sim.take()
     assert cmd.tool_kind == "task_sequence"
-    sim.complete(cmd, {"a": {"x": 1}, "x": 1, "results": {"a": {"x": 1}}, "_context_updates": {"ctx.total": 5},
-                       "ctx": {"other": 6}})
+    sim.complete(
+        cmd,
+        {
+            "a": {"x": 1},
+            "x": 1,
+            "results": {"a": {"x": 1}},
+            "_context_updates": {"ctx.total": 5},
+            "ctx": {"other": 6},
+        },
+    )
     assert sim.take("b").context["input"] == {"t": 5, "u": 6}
     assert "_context_updates" not in sim.result("start")
 
@@ -268,7 +294,10 @@ PAGES = """\
     kind: python
     input: {page: "{{ fetch_page.data }}", seen: "{{ ctx.seen }}"}
     code: "result = 1"
-  set: {ctx.offset: "{{ ctx.offset + 25 }}", ctx.has_more: "{{ check.has_more }}", ctx.seen: "{{ check.seen }}"}
+  set:
+    ctx.offset: "{{ ctx.offset + 25 }}"
+    ctx.has_more: "{{ check.has_more }}"
+    ctx.seen: "{{ check.seen }}"
   next:
     arcs:
       - {step: fetch_page, when: "{{ ctx.has_more == true }}"}
@@ -302,20 +331,25 @@ def test_workflow_arc_loop_reenters_with_generations():
 
 # 8. completion and failure
 def test_terminal_step_ends_run_without_end_and_dead_end_completes():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook("""\
         - step: start
           tool: {kind: noop}
           next: {arcs: [{step: end, when: "{{ false }}"}]}
         - step: end
           tool: {kind: noop}
-        """))
+        """)
+    )
     assert sim.run() == "COMPLETED"
     assert not sim.types("step.enter", "end")
 
 
 def test_returned_error_status_fails_step_and_run():
-    sim = Sim(make_playbook("- step: start\n  tool: {kind: python, code: x}\n  next: [b]\n"
-                            "- step: b\n  tool: {kind: noop}\n"))
+    sim = Sim(
+        make_playbook(
+            "- step: start\n  tool: {kind: python, code: x}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n"
+        )
+    )
     sim.complete(sim.take(), {"error": "assert"}, status="error", worker="rust")
     assert sim.state.terminal == "FAILED"
     failed = sim.types("playbook.failed")[0]
@@ -324,8 +358,11 @@ def test_returned_error_status_fails_step_and_run():
 
 
 def test_failure_while_other_branch_runs():
-    sim = Sim(make_playbook(FANIN.replace("- step: join\n  tool: {kind: noop}\n",
-                                          "- step: join\n  tool: {kind: noop}\n")))
+    sim = Sim(
+        make_playbook(
+            FANIN.replace("- step: join\n  tool: {kind: noop}\n", "- step: join\n  tool: {kind: noop}\n")
+        )
+    )
     sim.complete(sim.take(), {})
     a, b = sim.take("a"), sim.take("b")
     sim.fail(a)
@@ -338,65 +375,102 @@ def test_failure_while_other_branch_runs():
 
 # 9. task policy: single tool with policy becomes a one-task pipeline; result unwrapped
 def test_single_tool_policy_pipeline_command_and_result():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook(
+            """\
         - step: start
           tool:
             kind: http
             url: "{{ api }}/x"
-            spec: {policy: {rules: [{when: "{{ output.status == 'error' }}", then: {do: retry, attempts: 3}}]}}
+            spec:
+              policy: {rules: [{when: "{{ output.status == 'error' }}", then: {do: retry, attempts: 3}}]}
           next: [b]
         - step: b
           tool: {kind: python, input: {c: "{{ start.status_code }}"}, code: x}
-        """, "{api: 'http://a'}"))
+        """,
+            "{api: 'http://a'}",
+        )
+    )
     cmd = sim.take()
     assert cmd.tool_kind == "task_sequence" and cmd.meta["tool_kind"] == "task_sequence"
     task = cmd.context["tool_config"]["tasks"][0]
     assert task["name"] == "start_task" and task["url"] == "{{ api }}/x"
     assert cmd.context["render_context"]["api"] == "http://a"
-    sim.complete(cmd, {"start_task": {"status_code": 200}, "status_code": 200,
-                       "results": {"start_task": {"status_code": 200}}})
+    sim.complete(
+        cmd,
+        {
+            "start_task": {"status_code": 200},
+            "status_code": 200,
+            "results": {"start_task": {"status_code": 200}},
+        },
+    )
     assert sim.result("start") == {"status_code": 200}
     assert sim.take("b").context["input"] == {"c": 200}
 
 
 # 10. python contract (server side): step input under tool input; loop items injected
 def test_inputs_merge_and_loop_items_injected():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook(
+            """\
         - step: start
           input: {a: 1, b: 1}
           loop: {in: "{{ nums }}", iterator: num}
           tool: {kind: python, input: {b: 2}, code: x}
-        """, "{nums: [5, 6]}"))
+        """,
+            "{nums: [5, 6]}",
+        )
+    )
     cmd = sim.take()
     assert cmd.context["input"] == {"a": 1, "b": 2, "num": 5, "_index": 0, "_total": 2}
     assert cmd.context["args"] == cmd.context["input"]
     assert cmd.context["render_context"]["num"] == 5 and cmd.context["render_context"]["iter"]["num"] == 5
     meta = cmd.meta
     assert (meta["iteration_index"], meta["iteration_total"], meta["iterator_step"], meta["item_var"]) == (
-        0, 2, "start", "num")
+        0,
+        2,
+        "start",
+        "num",
+    )
     assert meta["loop_event_id"] == sim.types("step.enter", "start")[0]["event_id"]
 
 
 # runner-up traps
 def test_loop_collection_coercion():
     for coll, expected in (("{a: 1}", [{"key": "a", "value": 1}]), ("3", [0, 1, 2]), ("'x, y'", ["x", "y"])):
-        sim = Sim(make_playbook('- step: start\n  loop: {in: "{{ c }}", iterator: it, spec: {mode: parallel}}\n'
-                                "  tool: {kind: noop}\n", "{c: %s}" % coll))
+        sim = Sim(
+            make_playbook(
+                '- step: start\n  loop: {in: "{{ c }}", iterator: it, spec: {mode: parallel}}\n'
+                "  tool: {kind: noop}\n",
+                f"{{c: {coll}}}",
+            )
+        )
         assert [c.context["input"]["it"] for c in sim.pending] == expected
 
 
 def test_loop_over_null_fails_execution_naming_step():
-    sim = Sim(make_playbook('- step: start\n  tool: {kind: noop}\n  next: [l]\n'
-                            '- step: l\n  loop: {in: "{{ missing }}", iterator: it}\n  tool: {kind: noop}\n'))
+    sim = Sim(
+        make_playbook(
+            "- step: start\n  tool: {kind: noop}\n  next: [l]\n"
+            '- step: l\n  loop: {in: "{{ missing }}", iterator: it}\n  tool: {kind: noop}\n'
+        )
+    )
     sim.complete(sim.take(), {})
     failed = sim.types("playbook.failed")
-    assert failed and failed[0]["error"].startswith("Orchestrator evaluate failed:") and "'l'" in failed[0]["error"]
+    assert (
+        failed
+        and failed[0]["error"].startswith("Orchestrator evaluate failed:")
+        and "'l'" in failed[0]["error"]
+    )
     assert sim.state.terminal == "FAILED" and not sim.pending
 
 
 def test_sequential_loop_never_overlaps():
-    sim = Sim(make_playbook('- step: start\n  loop: {in: "{{ xs }}", iterator: x}\n  tool: {kind: noop}\n',
-                            "{xs: [1, 2, 3]}"))
+    sim = Sim(
+        make_playbook(
+            '- step: start\n  loop: {in: "{{ xs }}", iterator: x}\n  tool: {kind: noop}\n', "{xs: [1, 2, 3]}"
+        )
+    )
     seen = []
     while sim.pending:
         assert len(sim.pending) == 1
@@ -408,22 +482,35 @@ def test_sequential_loop_never_overlaps():
 
 
 def test_parallel_loop_ordered_aggregation_and_failure():
-    sim = Sim(make_playbook('- step: start\n  loop: {in: "{{ xs }}", iterator: x, spec: {mode: parallel}}\n'
-                            "  tool: {kind: noop}\n", "{xs: [1, 2, 3]}"))
+    sim = Sim(
+        make_playbook(
+            '- step: start\n  loop: {in: "{{ xs }}", iterator: x, spec: {mode: parallel}}\n'
+            "  tool: {kind: noop}\n",
+            "{xs: [1, 2, 3]}",
+        )
+    )
     c0, c1, c2 = sim.take(), sim.take(), sim.take()
     sim.complete(c2, {"i": 2})
     sim.complete(c0, {"i": 0})
     sim.complete(c1, {"i": 1})
     assert sim.result("start")["results"] == [{"i": 0}, {"i": 1}, {"i": 2}]
-    sim2 = Sim(make_playbook('- step: start\n  loop: {in: "{{ xs }}", iterator: x, spec: {mode: parallel,'
-                             ' max_in_flight: 1}}\n  tool: {kind: noop}\n', "{xs: [1, 2, 3]}"))
+    sim2 = Sim(
+        make_playbook(
+            '- step: start\n  loop: {in: "{{ xs }}", iterator: x, spec: {mode: parallel,'
+            " max_in_flight: 1}}\n  tool: {kind: noop}\n",
+            "{xs: [1, 2, 3]}",
+        )
+    )
     sim2.fail(sim2.take())
     assert not sim2.pending and sim2.state.terminal == "FAILED"
 
 
 def test_execution_id_string_and_workload_shallow_merge():
-    pb = make_playbook('- step: start\n  tool: {kind: python, input: {e: "{{ execution_id }}", '
-                       'c: "{{ cfg }}", j: "{{ job.id }}"}, code: x}\n', "{cfg: {a: 1, b: 2}}")
+    pb = make_playbook(
+        '- step: start\n  tool: {kind: python, input: {e: "{{ execution_id }}", '
+        'c: "{{ cfg }}", j: "{{ job.id }}"}, code: x}\n',
+        "{cfg: {a: 1, b: 2}}",
+    )
     sim = Sim(pb, {"cfg": {"a": 9}})
     cmd = sim.take()
     assert cmd.context["input"]["e"] == "4242" or cmd.context["input"]["e"] == 4242
@@ -432,12 +519,25 @@ def test_execution_id_string_and_workload_shallow_merge():
 
 
 def test_command_and_issued_event_shapes():
-    sim = Sim(make_playbook('- step: start\n  tool: {kind: http, url: "{{ u }}", headers: '
-                            '{Authorization: "Bearer {{ keychain.tok.token }}"}}\n', "{u: 'http://x'}"))
+    sim = Sim(
+        make_playbook(
+            '- step: start\n  tool: {kind: http, url: "{{ u }}", headers: '
+            '{Authorization: "Bearer {{ keychain.tok.token }}"}}\n',
+            "{u: 'http://x'}",
+        )
+    )
     cmd = sim.take()
-    assert cmd.meta == {"command_id": cmd.command_id, "step": "start", "tool_kind": "http", "max_attempts": 3,
-                        "attempt": 1, "attempts": 1, "execution_id": "4242", "catalog_id": "7",
-                        "actionable": True}
+    assert cmd.meta == {
+        "command_id": cmd.command_id,
+        "step": "start",
+        "tool_kind": "http",
+        "max_attempts": 3,
+        "attempt": 1,
+        "attempts": 1,
+        "execution_id": "4242",
+        "catalog_id": "7",
+        "actionable": True,
+    }
     tc = cmd.context["tool_config"]
     assert tc["url"] == "http://x" and tc["headers"]["Authorization"] == "Bearer {{ keychain.tok.token }}"
     rc = cmd.context["render_context"]
@@ -448,12 +548,19 @@ def test_command_and_issued_event_shapes():
     assert issued["meta"]["command_id"] == cmd.command_id
     started = sim.rows[0]
     assert started["event_type"] == "playbook_started" and started["status"] == "STARTED"
-    assert started["result"]["context"] == {"catalog_id": "7", "execution_id": "4242", "path": "tests/t",
-                                            "version": 1, "workload": {"u": "http://x"}}
+    assert started["result"]["context"] == {
+        "catalog_id": "7",
+        "execution_id": "4242",
+        "path": "tests/t",
+        "version": 1,
+        "workload": {"u": "http://x"},
+    }
 
 
 def test_duplicate_completion_ignored_and_legacy_command_id():
-    sim = Sim(make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n"))
+    sim = Sim(
+        make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n")
+    )
     cmd = sim.take()
     d = sim.complete(cmd, {})
     assert [c.step for c in d.commands] == ["b"]
@@ -461,23 +568,46 @@ def test_duplicate_completion_ignored_and_legacy_command_id():
     assert not again.events and not again.commands
     b = sim.take("b")
     legacy = f"4242:b:{b.event_id}"
-    d = sim.feed(sim._row(b, "command.completed", "COMPLETED", {"command_id": legacy}, command_id=None,
-                          meta={"command_id": legacy}))
+    d = sim.feed(
+        sim._row(
+            b,
+            "command.completed",
+            "COMPLETED",
+            {"command_id": legacy},
+            command_id=None,
+            meta={"command_id": legacy},
+        )
+    )
     assert d.terminal == "COMPLETED"
 
 
 def test_cancelled_execution_records_but_never_orchestrates():
-    sim = Sim(make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n"))
+    sim = Sim(
+        make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n")
+    )
     cmd = sim.take()
-    sim.feed({"event_id": sim.next_id(), "event_type": "execution.cancelled", "node_name": "cancel",
-              "status": "CANCELLED", "result": None, "meta": {}, "command_id": None})
+    sim.feed(
+        {
+            "event_id": sim.next_id(),
+            "event_type": "execution.cancelled",
+            "node_name": "cancel",
+            "status": "CANCELLED",
+            "result": None,
+            "meta": {},
+            "command_id": None,
+        }
+    )
     d = sim.complete(cmd, {})
     assert not d.commands and not d.events and sim.state.terminal == "CANCELLED"
 
 
 def test_render_error_in_routing_fails_execution():
-    sim = Sim(make_playbook('- step: start\n  tool: {kind: noop}\n  next: {arcs: [{step: b, when: "{{ 1 / 0 }}"}]}\n'
-                            "- step: b\n  tool: {kind: noop}\n"))
+    sim = Sim(
+        make_playbook(
+            '- step: start\n  tool: {kind: noop}\n  next: {arcs: [{step: b, when: "{{ 1 / 0 }}"}]}\n'
+            "- step: b\n  tool: {kind: noop}\n"
+        )
+    )
     d = sim.complete(sim.take(), {})
     assert d.terminal == "FAILED"
     assert d.events[-1].error.startswith("Orchestrator evaluate failed:")
@@ -485,7 +615,9 @@ def test_render_error_in_routing_fails_execution():
 
 
 def test_admission_guard_skips_and_routes_on():
-    sim = Sim(make_playbook("""\
+    sim = Sim(
+        make_playbook(
+            """\
         - step: start
           tool: {kind: noop}
           next: [guarded]
@@ -495,7 +627,10 @@ def test_admission_guard_skips_and_routes_on():
           next: [after]
         - step: after
           tool: {kind: noop}
-        """, "{enabled: false}"))
+        """,
+            "{enabled: false}",
+        )
+    )
     sim.complete(sim.take(), {})
     assert sim.state.steps["guarded"].status == "skipped"
     assert [c.step for c in sim.pending] == ["after"]
@@ -503,19 +638,37 @@ def test_admission_guard_skips_and_routes_on():
 
 
 def test_parked_callback_step():
-    sim = Sim(make_playbook("- step: start\n  tool: {kind: container, image: x}\n  next: [b]\n"
-                            "- step: b\n  tool: {kind: noop}\n"))
+    sim = Sim(
+        make_playbook(
+            "- step: start\n  tool: {kind: container, image: x}\n  next: [b]\n"
+            "- step: b\n  tool: {kind: noop}\n"
+        )
+    )
     cmd = sim.take()
-    d = sim.feed(sim._row(cmd, "command.completed", "COMPLETED", {"command_id": str(cmd.command_id),
-                                                                 "pending_callback": True}))
+    d = sim.feed(
+        sim._row(
+            cmd,
+            "command.completed",
+            "COMPLETED",
+            {"command_id": str(cmd.command_id), "pending_callback": True},
+        )
+    )
     assert not d.events and sim.state.steps["start"].running
-    d = sim.feed(sim._row(cmd, "call.done", "COMPLETED", {"command_id": str(cmd.command_id),
-                                                         "result": {"status": "ok", "context": {"k": 1}}}))
+    d = sim.feed(
+        sim._row(
+            cmd,
+            "call.done",
+            "COMPLETED",
+            {"command_id": str(cmd.command_id), "result": {"status": "ok", "context": {"k": 1}}},
+        )
+    )
     assert [c.step for c in d.commands] == ["b"] and sim.result("start") == {"k": 1}
 
 
 def test_decide_does_not_mutate_input_state():
-    sim = Sim(make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n"))
+    sim = Sim(
+        make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n")
+    )
     before = sim.state.to_dict()
     cmd = sim.take()
     row = sim._row(cmd, "command.completed", "COMPLETED", {"command_id": str(cmd.command_id)})

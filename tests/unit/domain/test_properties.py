@@ -25,8 +25,11 @@ PB = make_playbook(BRANCHES)
 
 
 def _signature(sim):
-    return sorted((r["event_type"], r["node_name"]) for r in sim.rows
-                  if r["meta"] and r["meta"].get("emitter") == "control_plane")
+    return sorted(
+        (r["event_type"], r["node_name"])
+        for r in sim.rows
+        if r["meta"] and r["meta"].get("emitter") == "control_plane"
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -76,8 +79,10 @@ PB2 = make_playbook(LOOPY, "{xs: [1, 2, 3]}")
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=60),
-       st.lists(st.booleans(), min_size=1, max_size=60))
+@given(
+    st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=60),
+    st.lists(st.booleans(), min_size=1, max_size=60),
+)
 def test_refold_equals_incremental_state(picks, failures):
     sim = Sim(PB2)
     i = 0

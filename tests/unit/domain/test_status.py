@@ -18,7 +18,9 @@ def test_duration_human():
 
 
 def test_completed_run_status():
-    sim = Sim(make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n"))
+    sim = Sim(
+        make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n")
+    )
     sim.run()
     s = derive_status(4242, _rows(sim), commands_active=False)
     assert s["status"] == "COMPLETED" and s["completed"] and not s["failed"] and not s["completion_inferred"]
@@ -28,7 +30,9 @@ def test_completed_run_status():
 
 
 def test_failed_and_running_and_inferred():
-    sim = Sim(make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n"))
+    sim = Sim(
+        make_playbook("- step: start\n  tool: {kind: noop}\n  next: [b]\n- step: b\n  tool: {kind: noop}\n")
+    )
     rows = _rows(sim)
     s = derive_status(1, rows, commands_active=True)
     assert s["status"] == "RUNNING" and s["current_step"] == "start" and s["end_time"] is None
@@ -44,7 +48,12 @@ def test_cancelled_and_task_sequence_excluded():
     rows = [
         {"event_id": 1, "event_type": "playbook_started", "node_name": "p", "status": "STARTED"},
         {"event_id": 2, "event_type": "step.enter", "node_name": "s", "status": "ENTERED"},
-        {"event_id": 3, "event_type": "command.completed", "node_name": "s:task_sequence", "status": "COMPLETED"},
+        {
+            "event_id": 3,
+            "event_type": "command.completed",
+            "node_name": "s:task_sequence",
+            "status": "COMPLETED",
+        },
         {"event_id": 4, "event_type": "execution.cancelled", "node_name": "cancel", "status": "CANCELLED"},
     ]
     s = derive_status(1, rows, commands_active=True)
