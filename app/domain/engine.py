@@ -375,7 +375,12 @@ class _Pass:
                 if step.next.mode != "inclusive":
                     break
         arc_sets = [(a, self.render_set(a.set, rctx)) for a in matched if a.set]
-        targets = [a.step for a in matched if a.step in self.pb.by_name and not self.running(a.step)]
+        # S itself is still 'running' until its step.exit is folded, so a self-arc must not be deduped
+        targets = [
+            a.step
+            for a in matched
+            if a.step in self.pb.by_name and (a.step == name or not self.running(a.step))
+        ]
         targets = list(dict.fromkeys(targets))
         status = "COMPLETED" if ok else "FAILED"
         err_text = None if ok else (error if isinstance(error, str) else json.dumps(error, default=str))
