@@ -4,91 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.domain.context import base_context, build_command_parts, iteration_vars
+from app.domain.context import build_command_parts, iteration_vars
+from app.domain.events import Decision, EngineError, NewCommand, NewEvent, jsonable
+from app.domain.fold import fold_into
 from app.domain.playbook import Playbook, Step
-from app.domain.results import command_id_of, event_kind, payload_of, wrap_result
-from app.domain.state import EMITTER, ExecutionState, fold_into, strip_scope
+from app.domain.results import command_id_of, event_kind, payload_of
+from app.domain.routing import Router
+from app.domain.state import ExecutionState
 from app.domain.templating import TemplateError, is_truthy, render_value
 
-__all__ = ["Decision", "EngineError", "NewCommand", "NewEvent", "decide", "start"]
+__all__ = ["Decision", "EngineError", "NewCommand", "NewEvent", "decide", "is_trigger", "start"]
 
 TRIGGERS = frozenset({"command.completed", "command.failed"})
-
-
-class EngineError(Exception):
-    """An orchestration-time error that fails the execution (e.g. a bad loop collection)."""
-
-
-@dataclass
-class NewEvent:
-    """An event to append to noetl.event (fields mirror the row)."""
-
-    event_id: int
-    event_type: str
-    node_name: str
-    status: str
-    node_type: str | None = None
-    result: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    parent_event_id: int | None = None
-    command_id: int | None = None
-    parent_execution_id: str | None = None
-    created_at: str | None = None
-
-    def to_row(self) -> dict[str, Any]:
-        """The event as a row mapping (what fold() consumes)."""
-        return {
-            "event_id": self.event_id,
-            "event_type": self.event_type,
-            "node_id": self.node_name,
-            "node_name": self.node_name,
-            "node_type": self.node_type,
-            "status": self.status,
-            "result": self.result,
-            "context": self.context,
-            "meta": self.meta,
-            "error": self.error,
-            "parent_event_id": self.parent_event_id,
-            "command_id": self.command_id,
-            "parent_execution_id": self.parent_execution_id,
-            "created_at": self.created_at,
-        }
-
-
-@dataclass
-class NewCommand:
-    """A command to insert into noetl.command and publish; `event_id` is its claim key."""
-
-    command_id: int
-    event_id: int
-    step: str
-    tool_kind: str
-    context: dict[str, Any]
-    meta: dict[str, Any]
-
-
-@dataclass
-class Decision:
-    """Result of one pass: the new state, events in write order, commands, terminal status."""
-
-    state: ExecutionState
-    events: list[NewEvent] = field(default_factory=list)
-    commands: list[NewCommand] = field(default_factory=list)
-    terminal: str | None = None
-
-
-def _jsonable(value: Any) -> Any:
-    # keep persisted payloads strictly JSON (tuples, sets, odd objects from templates)
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return str(value)
 
 
 def coerce_collection(value: Any, step: str) -> list[Any]:
@@ -112,73 +42,9 @@ def coerce_collection(value: Any, step: str) -> list[Any]:
     raise EngineError(f"Step '{step}': cannot iterate over {type(value).__name__}")
 
 
-class _Pass:
+class _Pass(Router):
     """One orchestration pass; every state change goes through an emitted, folded event."""
 
-    def __init__(
-        self,
-        pb: Playbook,
-        state: ExecutionState,
-        server_url: str,
-        next_id: Callable[[], int],
-        now: datetime,
-        trigger_id: int | None,
-    ) -> None:
-        self.pb = pb
-        self.state = state
-        self.server_url = server_url
-        self.next_id = next_id
-        self.now = now.isoformat()
-        self.trigger_id = trigger_id
-        self.events: list[NewEvent] = []
-        self.commands: list[NewCommand] = []
-        self.dispatched: list[str] = []
-        self.finished: list[str] = []
-        self._ctx: dict[str, Any] | None = None
-
-    # -- plumbing -------------------------------------------------------------------------------
-    def emit(
-        self,
-        event_type: str,
-        node: str,
-        status: str,
-        *,
-        context: dict[str, Any] | None = None,
-        meta: dict[str, Any] | None = None,
-        node_type: str | None = None,
-        error: str | None = None,
-        command_id: int | None = None,
-        event_id: int | None = None,
-    ) -> NewEvent:
-        ev = NewEvent(
-            event_id=event_id if event_id is not None else self.next_id(),
-            event_type=event_type,
-            node_name=node,
-            status=status,
-            node_type=node_type,
-            result={"status": status, **({"context": context} if context is not None else {})},
-            meta={"emitter": EMITTER, "emitted_at": self.now, **(meta or {})},
-            error=error,
-            parent_event_id=self.trigger_id,
-            command_id=command_id,
-            parent_execution_id=self.state.parent_execution_id,
-            created_at=self.now,
-        )
-        self.events.append(ev)
-        fold_into(self.state, ev.to_row())
-        self._ctx = None
-        return ev
-
-    def ctx(self) -> dict[str, Any]:
-        if self._ctx is None:
-            self._ctx = base_context(self.state, self.server_url)
-        return self._ctx
-
-    def running(self, name: str) -> bool:
-        st = self.state.steps.get(name)
-        return st is not None and st.running
-
-    # -- dispatch -------------------------------------------------------------------------------
     def admitted(self, step: Step, ctx: Mapping[str, Any]) -> bool:
         if step.when is not None and not is_truthy(step.when, ctx):
             return False
@@ -216,7 +82,7 @@ class _Pass:
                 "step": name,
                 "iterations_expected": len(items),
                 "iterator_var": loop.iterator,
-                "collection": _jsonable(items),
+                "collection": jsonable(items),
                 "mode": loop.mode,
                 "max_in_flight": limit,
             },
@@ -273,8 +139,8 @@ class _Pass:
             )
         if self.state.trace:
             meta["trace"] = self.state.trace
-        context = _jsonable(parts)
-        self.emit(
+        context = jsonable(parts)
+        issued = self.emit(
             "command.issued",
             step.name,
             "PENDING",
@@ -284,6 +150,7 @@ class _Pass:
             command_id=command_id,
             event_id=event_id,
         )
+        issued.context = context  # the row's context column carries the command context too
         self.commands.append(
             NewCommand(
                 command_id=command_id,
@@ -321,132 +188,6 @@ class _Pass:
             self.complete(step, li.failed == 0, data, error, "loop.done")
 
     # -- completion and routing -----------------------------------------------------------------
-    def render_set(self, values: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in values.items():
-            key = str(render_value(k, ctx)) if isinstance(k, str) and "{{" in k else str(k)
-            if strip_scope(key) is None:
-                continue  # iter.* writes never reach the execution
-            out[key] = render_value(v, ctx)
-        rendered: dict[str, Any] = _jsonable(out)
-        return rendered
-
-    def complete(self, step: Step, ok: bool, data: Any, error: Any, event_name: str) -> None:
-        """§4.5 for one finished step: set, arcs, arc set, skips; targets go to `awaiting`."""
-        name = step.name
-        if ok and step.wrapped_single and isinstance(data, Mapping):
-            label = f"{name}_task"
-            inner = data.get(
-                label,
-                (data.get("results") or {}).get(label) if isinstance(data.get("results"), Mapping) else None,
-            )
-            if inner is not None:
-                data = inner
-        result = wrap_result(_jsonable(data)) if ok else None
-        base = self.ctx()
-        rctx: dict[str, Any] = {
-            **base,
-            "event": {
-                "name": event_name if ok else "call.error",
-                "step": name,
-                "payload": result,
-                "timestamp": self.now,
-            },
-        }
-        if ok:
-            rctx[name] = result
-            rctx["output"] = result
-        else:
-            rctx["error"] = error
-        set_values = self.render_set(step.set, rctx) if ok and step.set else {}
-        if set_values:
-            scratch = {k: v for k, v in self.state.vars.items()}
-            for k, v in set_values.items():
-                n = strip_scope(k)
-                if n:
-                    scratch[n] = v
-            ctx_map = {**rctx["ctx"], **scratch}
-            rctx = {**rctx, **scratch, "ctx": ctx_map}
-        candidates = step.next.arcs if ok else tuple(a for a in step.next.arcs if a.has_when)
-        matched = []
-        for arc in candidates:
-            if not arc.has_when or is_truthy(arc.when, rctx):
-                matched.append(arc)
-                if step.next.mode != "inclusive":
-                    break
-        arc_sets = [(a, self.render_set(a.set, rctx)) for a in matched if a.set]
-        # S itself is still 'running' until its step.exit is folded, so a self-arc must not be deduped
-        targets = [
-            a.step
-            for a in matched
-            if a.step in self.pb.by_name and (a.step == name or not self.running(a.step))
-        ]
-        targets = list(dict.fromkeys(targets))
-        status = "COMPLETED" if ok else "FAILED"
-        err_text = None if ok else (error if isinstance(error, str) else json.dumps(error, default=str))
-        exit_ev = self.emit(
-            "step.exit",
-            name,
-            status,
-            meta={"matched": targets, "event_name": event_name},
-            context={"status": status, "result": result, "error": err_text},
-            node_type=step.tool_kind,
-            error=err_text,
-        )
-        if set_values:
-            self.emit(
-                "ctx.updated",
-                name,
-                "CONTEXT",
-                context={"step": name, "gen": exit_ev.event_id, "values": set_values},
-            )
-        for arc, values in arc_sets:
-            if values:
-                self.emit(
-                    "ctx.updated",
-                    name,
-                    "CONTEXT",
-                    context={"step": name, "gen": exit_ev.event_id, "arc": arc.step, "values": values},
-                )
-        matched_ids = {id(a) for a in matched}
-        if not self.pb.graph.is_loop_branch_point(name):
-            for arc in step.next.arcs:
-                t = arc.step
-                if id(arc) in matched_ids or t not in self.pb.by_name or t in self.state.awaiting:
-                    continue
-                tst = self.state.steps.get(t)
-                if tst is not None and (tst.done or tst.running):
-                    continue
-                self.emit("step.skipped", t, "SKIPPED", context={"reason": "unmatched", "source": name})
-        self.finished.append(name)
-
-    def barrier_ok(self, target: str) -> bool:
-        """Fan-in barrier with liveness (dsl §4.6)."""
-        incoming = self.pb.graph.incoming.get(target, ())
-        if len(incoming) <= 1:
-            return True
-        sources = [n for n, s in self.state.steps.items() if s.running]
-        sources += self.dispatched
-        sources += [t for t in self.state.awaiting if t != target]
-        live = self.pb.graph.reachable_from(sources)
-        for up in incoming:
-            st = self.state.steps.get(up)
-            if st is not None and st.done:
-                continue
-            if up in live:
-                return False
-        return True
-
-    def fire_fan_ins(self) -> None:
-        """Dispatch awaited targets whose barrier is satisfied (dsl §4.5 step 6)."""
-        while self.state.awaiting:
-            ready = [t for t in self.state.awaiting if not self.running(t) and self.barrier_ok(t)]
-            if not ready:
-                if any(s.running for s in self.state.steps.values()):
-                    return
-                ready = [self.state.awaiting[0]]  # mutual waits with nothing running: break the tie
-            self.dispatch(ready[0])
-
     def process(self) -> None:
         """Finish every step that is ready, in completion order, then fan-ins (dsl §4.13)."""
         ready: list[tuple[int, str]] = []
@@ -466,53 +207,6 @@ class _Pass:
             elif st.running and st.loop is not None:
                 self.advance_loop(step)
         self.fire_fan_ins()
-
-    def finish_if_quiescent(self) -> str | None:
-        st = self.state
-        if self.commands or st.in_flight or any(s.running for s in st.steps.values()) or st.awaiting:
-            return None
-        failed = [n for n, s in st.steps.items() if s.status == "failed"]
-        final = self.finished[-1] if self.finished else st.final_step
-        if failed:
-            err = "Failed steps: " + ", ".join(failed)
-            self.emit(
-                "playbook.failed",
-                "playbook",
-                "FAILED",
-                error=err,
-                meta={"failed_steps": failed},
-                context={"status": "FAILED", "final_step": final, "error": err, "failed_steps": failed},
-            )
-            return "FAILED"
-        fst = st.steps.get(final) if final else None
-        self.emit(
-            "playbook.completed",
-            "playbook",
-            "COMPLETED",
-            context={
-                "status": "COMPLETED",
-                "final_step": final,
-                "result": fst.result if fst and fst.has_result else None,
-            },
-        )
-        return "COMPLETED"
-
-    def fail_execution(self, message: str) -> str:
-        err = f"Orchestrator evaluate failed: {message}"
-        self.emit(
-            "playbook.failed",
-            "playbook",
-            "FAILED",
-            error=err,
-            meta={"failed_steps": []},
-            context={
-                "status": "FAILED",
-                "final_step": self.finished[-1] if self.finished else None,
-                "error": err,
-                "failed_steps": [],
-            },
-        )
-        return "FAILED"
 
 
 def _run(pb: Playbook, state: ExecutionState, p: _Pass, body: Callable[[_Pass], None]) -> Decision:
@@ -558,7 +252,7 @@ def start(
         "execution_id": str(execution_id),
         "path": path or pb.path,
         "version": version if version is not None else pb.version,
-        "workload": _jsonable(workload),
+        "workload": jsonable(workload),
     }
     state.parent_execution_id = str(parent_execution_id) if parent_execution_id is not None else None
     ev = p.emit("playbook_started", path or pb.path, "STARTED", context=ctx, meta=meta, node_type="playbook")

@@ -108,7 +108,8 @@ def derive_status(
     duration = (end_time - start_time).total_seconds() if start_time and end_time else 0.0
     error = None
     if status == "FAILED":
-        error = terminal_error or step_error
+        # the failing step's own message is what the CLI should show; fall back to the terminal summary
+        error = step_error or terminal_error
     return {
         "execution_id": str(execution_id),
         "status": status,

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.domain.engine import Decision, NewCommand, decide, start
+from app.domain.fold import fold
 from app.domain.playbook import Playbook, parse_playbook
-from app.domain.state import ExecutionState, fold
+from app.domain.state import ExecutionState
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SERVER = "http://cp:8082"

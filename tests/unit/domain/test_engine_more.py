@@ -230,3 +230,33 @@ def test_loop_with_pipeline_body():
     sim.complete(sim.take(), {"k": 2})
     assert sim.state.terminal == "COMPLETED"
     assert [r["k"] for r in sim.result("start")["results"]] == [1, 2]
+
+
+def test_admit_policy_rules_gate_dispatch():
+    body = """\
+        - step: start
+          tool: {kind: noop}
+          next: [gated]
+        - step: gated
+          spec:
+            policy:
+              admit:
+                rules:
+                  - when: "{{ sweeps | length <= 2 }}"
+                    then: {allow: true}
+                  - else: {then: {allow: false}}
+          tool: {kind: noop}
+        """
+    sim = Sim(make_playbook(body, "{sweeps: [1, 2, 3]}"))
+    assert sim.run() == "COMPLETED"
+    assert sim.state.steps["gated"].status == "skipped"
+    sim = Sim(make_playbook(body, "{sweeps: [1]}"))
+    assert sim.run() == "COMPLETED"
+    assert sim.state.steps["gated"].status == "completed"
+
+
+def test_public_api_exports():
+    import app.domain as d
+
+    for name in ("parse_playbook", "start", "decide", "fold", "derive_status", "ExecutionState", "Decision"):
+        assert hasattr(d, name)

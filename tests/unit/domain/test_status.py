@@ -40,7 +40,7 @@ def test_failed_and_running_and_inferred():
     assert s["status"] == "COMPLETED" and s["completion_inferred"]
     sim.fail(sim.take(), "relation missing")
     s = derive_status(1, _rows(sim), commands_active=False)
-    assert s["status"] == "FAILED" and s["failed"] and s["error"] == "Failed steps: start"
+    assert s["status"] == "FAILED" and s["failed"] and s["error"] == "start: relation missing"
     assert s["progress"]["failed_steps"] == 1
 
 
