@@ -10,7 +10,7 @@ from app.domain.events import jsonable
 from app.domain.pass_base import PassBase
 from app.domain.playbook import Step
 from app.domain.results import wrap_result
-from app.domain.state import strip_scope
+from app.domain.state import set_path, strip_scope
 from app.domain.templating import is_truthy, render_value
 
 __all__ = ["Router"]
@@ -58,11 +58,12 @@ class Router(PassBase):
             rctx["error"] = error
         set_values = self.render_set(step.set, rctx) if ok and step.set else {}
         if set_values:
-            scratch = {k: v for k, v in self.state.vars.items()}
+            # arcs must see the step's own writes before they are persisted (dsl §4.5 step 2 before 3)
+            scratch = dict(self.state.vars)
             for k, v in set_values.items():
                 n = strip_scope(k)
                 if n:
-                    scratch[n] = v
+                    set_path(scratch, n, v)
             ctx_map = {**rctx["ctx"], **scratch}
             rctx = {**rctx, **scratch, "ctx": ctx_map}
         candidates = step.next.arcs if ok else tuple(a for a in step.next.arcs if a.has_when)

@@ -8,7 +8,16 @@ from typing import Any
 
 from app.domain.results import wrap_result
 
-__all__ = ["EMITTER", "ExecutionState", "InFlight", "LoopInstance", "StepState", "apply_vars", "strip_scope"]
+__all__ = [
+    "EMITTER",
+    "ExecutionState",
+    "InFlight",
+    "LoopInstance",
+    "StepState",
+    "apply_vars",
+    "set_path",
+    "strip_scope",
+]
 
 EMITTER = "control_plane"
 RUNNING = "entered"

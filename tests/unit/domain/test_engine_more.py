@@ -260,3 +260,19 @@ def test_public_api_exports():
 
     for name in ("parse_playbook", "start", "decide", "fold", "derive_status", "ExecutionState", "Decision"):
         assert hasattr(d, name)
+
+
+def test_nested_set_keys_and_step_scope():
+    sim = Sim(
+        make_playbook("""\
+        - step: start
+          tool: {kind: noop}
+          set: {ctx.cfg.depth: 2, step.flag: true, bare: "{{ start.v }}"}
+          next: {arcs: [{step: b, when: "{{ ctx.cfg.depth == 2 and flag and bare == 1 }}"}]}
+        - step: b
+          tool: {kind: noop}
+        """)
+    )
+    sim.complete(sim.take(), {"v": 1})
+    assert [c.step for c in sim.pending] == ["b"]
+    assert sim.state.vars == {"cfg": {"depth": 2}, "flag": True, "bare": 1}
