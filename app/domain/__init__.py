@@ -4,13 +4,14 @@ Public entry points:
     parse_playbook(text) -> (Playbook, warnings)           # raises app.errors.InvalidPlaybook
     start(playbook, ...) -> Decision                        # playbook_started + entry step
     decide(playbook, state, event_row, ...) -> Decision     # fold one event; orchestrate on triggers
-    fold(state, event_row) -> ExecutionState                # rebuild state from stored events
+    fold(state, event_row) -> ExecutionState                # one stored event onto a copy of state
+    replay(event_rows, state=None) -> ExecutionState        # rebuild state from stored events
     derive_status(execution_id, event_rows, commands_active=...) -> dict
 """
 
 from app.domain.engine import decide, is_trigger, start
 from app.domain.events import Decision, EngineError, NewCommand, NewEvent
-from app.domain.fold import fold, fold_into
+from app.domain.fold import fold, fold_into, replay
 from app.domain.playbook import Playbook, Step, parse_playbook
 from app.domain.state import ExecutionState
 from app.domain.status import derive_status
@@ -34,5 +35,6 @@ __all__ = [
     "parse_playbook",
     "render_text",
     "render_value",
+    "replay",
     "start",
 ]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from app.domain.results import Output, command_id_of, event_kind, extract_output, payload_of, wrap_result
 from app.domain.state import EMITTER, RUNNING, ExecutionState, InFlight, LoopInstance, apply_vars
 
-__all__ = ["fold", "fold_into"]
+__all__ = ["fold", "fold_into", "replay"]
 
 
 def _ours(event: Mapping[str, Any]) -> bool:
@@ -20,6 +20,14 @@ def fold(state: ExecutionState, event: Mapping[str, Any]) -> ExecutionState:
     """Return a new state with `event` folded in (the input state is not modified)."""
     st = state.clone()
     fold_into(st, event)
+    return st
+
+
+def replay(events: Iterable[Mapping[str, Any]], state: ExecutionState | None = None) -> ExecutionState:
+    """Fold stored rows (sorted by event_id) onto a copy of `state` (or an empty state)."""
+    st = state.clone() if state is not None else ExecutionState()
+    for event in sorted(events, key=lambda e: int(e.get("event_id") or 0)):
+        fold_into(st, event)
     return st
 
 

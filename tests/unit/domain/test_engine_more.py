@@ -276,3 +276,16 @@ def test_nested_set_keys_and_step_scope():
     sim.complete(sim.take(), {"v": 1})
     assert [c.step for c in sim.pending] == ["b"]
     assert sim.state.vars == {"cfg": {"depth": 2}, "flag": True, "bare": 1}
+
+
+def test_replay_and_start_failure_keeps_started_event():
+    from app.domain import replay
+
+    sim = Sim(
+        make_playbook('- step: start\n  loop: {in: "{{ nothing }}", iterator: x}\n  tool: {kind: noop}\n')
+    )
+    assert [r["event_type"] for r in sim.rows] == ["playbook_started", "playbook.failed"]
+    assert "'start'" in sim.rows[-1]["error"]
+    ok = Sim(make_playbook("- step: start\n  tool: {kind: noop}\n"))
+    ok.run()
+    assert replay(reversed(ok.rows)).to_dict() == ok.state.to_dict()
