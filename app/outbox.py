@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from app.db.types import Executor
 from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,15 @@ class OutboxRow:
 
     def public(self) -> dict[str, Any]:
         """The claim route's row shape (§11.2)."""
-        return {"outbox_id": self.outbox_id, "event_id": self.event_id, "execution_id": self.execution_id,
-                "subject": self.subject, "payload": self.payload, "payload_codec": self.payload_codec,
-                "attempts": self.attempts}
+        return {
+            "outbox_id": self.outbox_id,
+            "event_id": self.event_id,
+            "execution_id": self.execution_id,
+            "subject": self.subject,
+            "payload": self.payload,
+            "payload_codec": self.payload_codec,
+            "attempts": self.attempts,
+        }
 
 
 def backoff_seconds(attempts: int, max_delay: int = 300) -> int:
@@ -75,17 +82,28 @@ def backoff_seconds(attempts: int, max_delay: int = 300) -> int:
     return int(min(max_delay, 2 ** min(8, max(0, attempts - 1))))
 
 
-async def claim(conn: asyncpg.Connection | asyncpg.Pool, limit: int, lease_seconds: float) -> list[OutboxRow]:
+async def claim(conn: Executor, limit: int, lease_seconds: float) -> list[OutboxRow]:
     """Claim up to `limit` claimable rows; concurrent claimers never get the same row."""
     recs = await conn.fetch(CLAIM_SQL, limit, float(lease_seconds))
-    rows = [OutboxRow(r["outbox_id"], r["event_id"], r["execution_id"], r["subject"], r["payload"],
-                      r["payload_codec"], r["attempts"], r["kind"], r["prev_status"] == "IN_FLIGHT")
-            for r in recs]
+    rows = [
+        OutboxRow(
+            r["outbox_id"],
+            r["event_id"],
+            r["execution_id"],
+            r["subject"],
+            r["payload"],
+            r["payload_codec"],
+            r["attempts"],
+            r["kind"],
+            r["prev_status"] == "IN_FLIGHT",
+        )
+        for r in recs
+    ]
     rows.sort(key=lambda r: r.outbox_id)
     return rows
 
 
-async def mark_published(conn: asyncpg.Connection | asyncpg.Pool, ids: list[int]) -> int:
+async def mark_published(conn: Executor, ids: list[int]) -> int:
     """Idempotent: rows already published stay published."""
     if not ids:
         return 0
@@ -93,16 +111,14 @@ async def mark_published(conn: asyncpg.Connection | asyncpg.Pool, ids: list[int]
     return int(status.split()[-1])
 
 
-async def mark_failed(
-    conn: asyncpg.Connection | asyncpg.Pool, outbox_id: int, error: str, attempts: int, max_delay: int = 300
-) -> int:
+async def mark_failed(conn: Executor, outbox_id: int, error: str, attempts: int, max_delay: int = 300) -> int:
     """Back the row off; returns the delay in seconds."""
     delay = backoff_seconds(attempts, max_delay)
     await conn.execute(MARK_FAILED_SQL, outbox_id, error[:2000], float(delay))
     return delay
 
 
-async def pending_count(conn: asyncpg.Connection | asyncpg.Pool, lease_seconds: float) -> int:
+async def pending_count(conn: Executor, lease_seconds: float) -> int:
     """Rows claimable now (the KEDA source)."""
     return int(await conn.fetchval(PENDING_COUNT_SQL, float(lease_seconds)))
 
@@ -118,8 +134,16 @@ def payload_bytes(row: OutboxRow) -> bytes:
 class Relay:
     """Claims batches and publishes them; command rows go first so workers never starve behind the mirror."""
 
-    def __init__(self, pool: asyncpg.Pool, publish: Publish, metrics: Metrics, *, batch_size: int = 100,
-                 lease_seconds: float = 60.0, concurrency: int = 256) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publish: Publish,
+        metrics: Metrics,
+        *,
+        batch_size: int = 100,
+        lease_seconds: float = 60.0,
+        concurrency: int = 256,
+    ) -> None:
         self.pool = pool
         self.publish = publish
         self.metrics = metrics
@@ -150,7 +174,7 @@ class Relay:
         results: list[str | None] = []
         if commands:
             results += await asyncio.gather(*(self._publish_one(r) for r in commands))
-        rest = ordered[len(commands):]
+        rest = ordered[len(commands) :]
         if rest:
             results += await asyncio.gather(*(self._publish_one(r) for r in rest))
         ok = [r.outbox_id for r, err in zip(ordered, results, strict=True) if err is None]
@@ -164,7 +188,9 @@ class Relay:
                 log.warning("outbox publish failed", extra={"outbox_id": r.outbox_id, "error": err[:200]})
         return len(rows)
 
-    async def run_forever(self, wakeup: asyncio.Event, idle_sleep: float = 1.0, error_sleep: float = 5.0) -> None:
+    async def run_forever(
+        self, wakeup: asyncio.Event, idle_sleep: float = 1.0, error_sleep: float = 5.0
+    ) -> None:
         """Wake on the signal after commits, poll as a fallback."""
         while True:
             wakeup.clear()  # before claiming: a commit signalled during run_once is not lost

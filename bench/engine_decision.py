@@ -34,10 +34,13 @@ def build_yaml() -> str:
         nxt = f"s{i + 1}" if i + 1 < N_STEPS else "end"
         lines += [
             f"  - step: s{i}",
-            "    tool: {kind: python, input: {v: \"{{ base + " + str(i) + " }}\", prev: \"{{ s"
-            + str(max(i - 1, 0)) + ".v | default(0) }}\"}, code: 'result = 1'}",
-            "    set: {ctx.last: \"{{ s" + str(i) + ".v }}\"}",
-            "    next: {arcs: [{step: " + nxt + ", when: \"{{ ctx.last >= 0 }}\"}]}",
+            '    tool: {kind: python, input: {v: "{{ base + '
+            + str(i)
+            + ' }}", prev: "{{ s'
+            + str(max(i - 1, 0))
+            + ".v | default(0) }}\"}, code: 'result = 1'}",
+            '    set: {ctx.last: "{{ s' + str(i) + '.v }}"}',
+            "    next: {arcs: [{step: " + nxt + ', when: "{{ ctx.last >= 0 }}"}]}',
         ]
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from app.bootstrap import Deps
+from app.db.types import Conn
 from app.errors import Conflict, NotFound
 from app.services.eventlog import append_events, naive_utc
 from app.services.locks import lock_execution, try_lock_command
@@ -62,7 +63,7 @@ def _age_seconds(row: asyncpg.Record, now: datetime) -> float:
     return (now - ref).total_seconds() if ref else float("inf")
 
 
-async def _reclaim_reason(conn: asyncpg.Connection, deps: Deps, row: asyncpg.Record, now: datetime) -> str | None:
+async def _reclaim_reason(conn: Conn, deps: Deps, row: asyncpg.Record, now: datetime) -> str | None:
     """None to keep the current holder, else why the lease is over (§5.5, in order)."""
     s = deps.settings.server
     age = _age_seconds(row, now)
@@ -119,20 +120,28 @@ async def claim(deps: Deps, event_id: int, worker_id: str, locality: dict[str, A
             reason = await _reclaim_reason(conn, deps, row, now)
             if reason is None:
                 deps.metrics.command_claims.labels("active_claim").inc()
-                raise _active(f"command {event_id} is held by another worker ({row['worker_id']})", retry_after)
+                raise _active(
+                    f"command {event_id} is held by another worker ({row['worker_id']})", retry_after
+                )
             max_attempts = int(meta.get("max_attempts") or MAX_ATTEMPTS)
             if attempt + 1 > max_attempts:
                 # Committed before answering: the failure and its orchestration pass must persist.
                 await _exhaust(conn, deps, row, reason, now)
                 exhausted = True
             attempt += 1
-            reclaim = {"reclaimed": True, "reclaimed_from_worker": row["worker_id"], "reclaimed_reason": reason}
+            reclaim = {
+                "reclaimed": True,
+                "reclaimed_from_worker": row["worker_id"],
+                "reclaimed_reason": reason,
+            }
         if not exhausted:
             await _write_claim(conn, deps, row, worker_id, locality, meta, attempt, reclaim, now)
     deps.outbox_wakeup.set()
     if exhausted:
         deps.metrics.command_claims.labels("already_terminal").inc()
-        raise Conflict(f"command {event_id} failed: worker lost: max attempts exceeded", code="already_terminal")
+        raise Conflict(
+            f"command {event_id} failed: worker lost: max attempts exceeded", code="already_terminal"
+        )
     deps.metrics.command_claims.labels("reclaimed" if reclaim else "ok").inc()
     body = {"status": "ok", "event_id": event_id, **command_body(row)}
     body["meta"] = meta
@@ -142,44 +151,98 @@ async def claim(deps: Deps, event_id: int, worker_id: str, locality: dict[str, A
 
 
 async def _write_claim(
-    conn: asyncpg.Connection, deps: Deps, row: asyncpg.Record, worker_id: str, locality: dict[str, Any] | None,
-    meta: dict[str, Any], attempt: int, reclaim: dict[str, Any], now: datetime,
+    conn: Conn,
+    deps: Deps,
+    row: asyncpg.Record,
+    worker_id: str,
+    locality: dict[str, Any] | None,
+    meta: dict[str, Any],
+    attempt: int,
+    reclaim: dict[str, Any],
+    now: datetime,
 ) -> None:
     """command.claimed event and the command row update, in the claim's transaction."""
     meta.update({"attempt": attempt, "attempts": attempt})
     claimed_id = deps.ids.next_id()
-    ev_meta: dict[str, Any] = {"command_id": row["command_id"], "worker_id": worker_id, "actionable": False,
-                               "informative": True, **reclaim}
+    ev_meta: dict[str, Any] = {
+        "command_id": row["command_id"],
+        "worker_id": worker_id,
+        "actionable": False,
+        "informative": True,
+        **reclaim,
+    }
     if locality:
         ev_meta["locality"] = locality
-    await append_events(conn, deps.settings, [{
-        "execution_id": row["execution_id"], "catalog_id": row["catalog_id"], "event_id": claimed_id,
-        "created_at": naive_utc(now), "event_type": "command.claimed", "node_id": row["step_name"],
-        "node_name": row["step_name"], "status": "RUNNING", "worker_id": worker_id,
-        "command_id": row["command_id"], "meta": ev_meta,
-        "result": {"status": "RUNNING", "context": {"command_id": str(row["command_id"]),
-                                                     "worker_id": worker_id}},
-    }], now)
-    await conn.execute(CLAIM_UPDATE_SQL, row["execution_id"], row["command_id"], worker_id, claimed_id,
-                       attempt, meta)
+    await append_events(
+        conn,
+        deps.settings,
+        [
+            {
+                "execution_id": row["execution_id"],
+                "catalog_id": row["catalog_id"],
+                "event_id": claimed_id,
+                "created_at": naive_utc(now),
+                "event_type": "command.claimed",
+                "node_id": row["step_name"],
+                "node_name": row["step_name"],
+                "status": "RUNNING",
+                "worker_id": worker_id,
+                "command_id": row["command_id"],
+                "meta": ev_meta,
+                "result": {
+                    "status": "RUNNING",
+                    "context": {"command_id": str(row["command_id"]), "worker_id": worker_id},
+                },
+            }
+        ],
+        now,
+    )
+    await conn.execute(
+        CLAIM_UPDATE_SQL, row["execution_id"], row["command_id"], worker_id, claimed_id, attempt, meta
+    )
 
 
-async def _exhaust(conn: asyncpg.Connection, deps: Deps, row: asyncpg.Record, reason: str, now: datetime) -> None:
+async def _exhaust(conn: Conn, deps: Deps, row: asyncpg.Record, reason: str, now: datetime) -> None:
     """Write command.failed for a command that lost its worker too often, then orchestrate."""
     from app.services.orchestration import orchestrate_locked
 
     failed_id = deps.ids.next_id()
     error = "worker lost: max attempts exceeded"
-    await append_events(conn, deps.settings, [{
-        "execution_id": row["execution_id"], "catalog_id": row["catalog_id"], "event_id": failed_id,
-        "created_at": naive_utc(now), "event_type": "command.failed", "node_id": row["step_name"],
-        "node_name": row["step_name"], "status": "FAILED", "command_id": row["command_id"], "error": error,
-        "meta": {"command_id": row["command_id"], "reclaimed_reason": reason, "actionable": True,
-                 "emitter": "control_plane"},
-        "result": {"status": "FAILED", "context": {"command_id": str(row["command_id"]), "error": error}},
-    }], now)
+    await append_events(
+        conn,
+        deps.settings,
+        [
+            {
+                "execution_id": row["execution_id"],
+                "catalog_id": row["catalog_id"],
+                "event_id": failed_id,
+                "created_at": naive_utc(now),
+                "event_type": "command.failed",
+                "node_id": row["step_name"],
+                "node_name": row["step_name"],
+                "status": "FAILED",
+                "command_id": row["command_id"],
+                "error": error,
+                "meta": {
+                    "command_id": row["command_id"],
+                    "reclaimed_reason": reason,
+                    "actionable": True,
+                    "emitter": "control_plane",
+                },
+                "result": {
+                    "status": "FAILED",
+                    "context": {"command_id": str(row["command_id"]), "error": error},
+                },
+            }
+        ],
+        now,
+    )
     await conn.execute(
         "UPDATE command SET status = 'FAILED', error = $3, completed_at = now(), updated_at = now(), "
         "latest_event_id = $4 WHERE execution_id = $1 AND command_id = $2",
-        row["execution_id"], row["command_id"], error, failed_id)
+        row["execution_id"],
+        row["command_id"],
+        error,
+        failed_id,
+    )
     await orchestrate_locked(conn, deps, row["execution_id"], now)

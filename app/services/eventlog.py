@@ -6,9 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
-
 from app.config import Settings
+from app.db.types import Conn
 from app.store.rows import insert_events, insert_events_with_mirror
 from app.timefmt import rfc3339
 
@@ -63,10 +62,15 @@ def mirror_subject(settings: Settings, row: dict[str, Any]) -> str:
     """noetl.events.<tenant>.<org>.<execution_id>.<shard> (plain modulo shard, §14.5)."""
     eid = row.get("execution_id")
     shard = int(eid) % settings.nats.event_shard_count if eid is not None else 0
-    return ".".join([
-        settings.nats.event_subject_prefix, _token(row.get("tenant_id"), "default"),
-        _token(row.get("organization_id"), "default"), _token(eid, "none"), str(shard),
-    ])
+    return ".".join(
+        [
+            settings.nats.event_subject_prefix,
+            _token(row.get("tenant_id"), "default"),
+            _token(row.get("organization_id"), "default"),
+            _token(eid, "none"),
+            str(shard),
+        ]
+    )
 
 
 def mirror_envelope(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -74,13 +78,23 @@ def mirror_envelope(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     created = row.get("created_at")
     created_s = rfc3339(created) if isinstance(created, datetime) else created
     env = {
-        "catalog_id": row.get("catalog_id"), "command_id": row.get("command_id"),
-        "created_at": created_s, "event_id": row["event_id"], "event_time": created_s,
-        "event_type": row.get("event_type"), "execution_id": row.get("execution_id"),
-        "frame_id": None, "ingest_time": rfc3339(now), "meta": row.get("meta"),
-        "node_id": row.get("node_id"), "node_name": row.get("node_name"),
-        "parent_event_id": row.get("parent_event_id"), "parent_execution_id": row.get("parent_execution_id"),
-        "result": row.get("result"), "stage_id": None, "status": row.get("status"),
+        "catalog_id": row.get("catalog_id"),
+        "command_id": row.get("command_id"),
+        "created_at": created_s,
+        "event_id": row["event_id"],
+        "event_time": created_s,
+        "event_type": row.get("event_type"),
+        "execution_id": row.get("execution_id"),
+        "frame_id": None,
+        "ingest_time": rfc3339(now),
+        "meta": row.get("meta"),
+        "node_id": row.get("node_id"),
+        "node_name": row.get("node_name"),
+        "parent_event_id": row.get("parent_event_id"),
+        "parent_execution_id": row.get("parent_execution_id"),
+        "result": row.get("result"),
+        "stage_id": None,
+        "status": row.get("status"),
     }
     return dict(sorted(env.items()))
 
@@ -91,7 +105,7 @@ def naive_utc(value: datetime) -> datetime:
 
 
 async def append_events(
-    conn: asyncpg.Connection, settings: Settings, rows: list[dict[str, Any]], now: datetime | None = None
+    conn: Conn, settings: Settings, rows: list[dict[str, Any]], now: datetime | None = None
 ) -> set[int]:
     """Insert events idempotently and, with the mirror on, their outbox rows in the same statement.
 
@@ -100,8 +114,14 @@ async def append_events(
         return await insert_events(conn, rows)
     ts = now or datetime.now(UTC)
     mirror = [
-        {"execution_id": r.get("execution_id"), "event_id": r["event_id"], "kind": "event",
-         "subject": mirror_subject(settings, r), "payload": mirror_envelope(r, ts), "payload_codec": "json"}
+        {
+            "execution_id": r.get("execution_id"),
+            "event_id": r["event_id"],
+            "kind": "event",
+            "subject": mirror_subject(settings, r),
+            "payload": mirror_envelope(r, ts),
+            "payload_codec": "json",
+        }
         for r in rows
     ]
     return await insert_events_with_mirror(conn, rows, mirror)

@@ -6,9 +6,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from app.bootstrap import Deps
+from app.db.types import Conn
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.ids import id_time_ms
 from app.services.eventlog import (
@@ -21,8 +20,16 @@ from app.services.eventlog import (
 from app.services.locks import lock_execution
 from app.timefmt import parse_ts
 
-LIFECYCLE = frozenset({"command.issued", "command.claimed", "command.started", "command.completed",
-                       "command.failed", "command.cancelled"})
+LIFECYCLE = frozenset(
+    {
+        "command.issued",
+        "command.claimed",
+        "command.started",
+        "command.completed",
+        "command.failed",
+        "command.cancelled",
+    }
+)
 MAX_FUTURE_MS = 5 * 60 * 1000
 
 EXECUTION_SQL = "SELECT catalog_id, status, parent_execution_id FROM execution WHERE execution_id = $1"
@@ -44,7 +51,7 @@ def _int(value: Any) -> int | None:
     return None
 
 
-async def _command_id(conn: asyncpg.Connection, execution_id: int, meta: dict[str, Any], payload: Any) -> int | None:
+async def _command_id(conn: Conn, execution_id: int, meta: dict[str, Any], payload: Any) -> int | None:
     """meta.command_id or payload.command_id: a number, a digit string or '<eid>:<step>:<event_id>[:i<n>]'."""
     raw = meta.get("command_id")
     if raw is None and isinstance(payload, dict):
@@ -87,7 +94,7 @@ def effective_type(event_type: str, status: str | None, payload: Any) -> str:
 class Ingest:
     """One ingestion unit of work inside an open, execution-locked transaction."""
 
-    def __init__(self, conn: asyncpg.Connection, deps: Deps, execution_id: int, now: datetime) -> None:
+    def __init__(self, conn: Conn, deps: Deps, execution_id: int, now: datetime) -> None:
         self.conn = conn
         self.deps = deps
         self.execution_id = execution_id
@@ -105,7 +112,8 @@ class Ingest:
         cid = await self.conn.fetchval(FIRST_EVENT_CATALOG_SQL, self.execution_id)
         if cid is None:
             cid = await self.conn.fetchval(
-                "SELECT catalog_id FROM command WHERE execution_id = $1 LIMIT 1", self.execution_id)
+                "SELECT catalog_id FROM command WHERE execution_id = $1 LIMIT 1", self.execution_id
+            )
         if cid is None and catalog_hint is not None:
             exists = await self.conn.fetchval("SELECT 1 FROM catalog WHERE catalog_id = $1", catalog_hint)
             cid = catalog_hint if exists else None
@@ -120,16 +128,25 @@ class Ingest:
             return n
         return self.deps.ids.next_id()
 
-    async def add(self, ev: dict[str, Any], worker_id: str | None, actionable_default: bool,
-                  extra_meta: dict[str, Any] | None = None) -> int:
+    async def add(
+        self,
+        ev: dict[str, Any],
+        worker_id: str | None,
+        actionable_default: bool,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> int:
         """Store one event; returns its id (0 for a duplicate claim by the same worker)."""
         event_type = ev["event_type"]
         payload = ev.get("payload")
         meta = dict(ev.get("meta") or {})
         step = ev.get("step")
         producer_status = ev.get("status")
-        if producer_status is None and isinstance(payload, dict) and isinstance(payload.get("status"), str) \
-                and event_type in ("command.completed", "command.failed", "call.done", "call.error", "step.exit"):
+        if (
+            producer_status is None
+            and isinstance(payload, dict)
+            and isinstance(payload.get("status"), str)
+            and event_type in ("command.completed", "command.failed", "call.done", "call.error", "step.exit")
+        ):
             producer_status = payload["status"]
         worker = ev.get("worker_id") or worker_id
         command_id = await _command_id(self.conn, self.execution_id, meta, payload)
@@ -163,10 +180,18 @@ class Ingest:
         created = parse_ts(ev.get("created_at")) if ev.get("created_at") else None
         event_id = self._event_id(ev.get("event_id"))
         row = {
-            "execution_id": self.execution_id, "catalog_id": self.catalog_id, "event_id": event_id,
-            "created_at": naive_utc(created or self.now), "event_type": event_type, "node_id": step,
-            "node_name": step, "status": status, "result": result, "meta": meta,
-            "error": _error_text(payload) if status == "FAILED" else None, "worker_id": worker,
+            "execution_id": self.execution_id,
+            "catalog_id": self.catalog_id,
+            "event_id": event_id,
+            "created_at": naive_utc(created or self.now),
+            "event_type": event_type,
+            "node_id": step,
+            "node_name": step,
+            "status": status,
+            "result": result,
+            "meta": meta,
+            "error": _error_text(payload) if status == "FAILED" else None,
+            "worker_id": worker,
             "command_id": command_id,
         }
         inserted = await append_events(self.conn, self.deps.settings, [row], self.now)
@@ -174,44 +199,80 @@ class Ingest:
             return event_id  # (execution_id, event_id) already stored: a retry, not a new event
         self.deps.metrics.events_ingested.labels(event_type, status).inc()
         if command_id is not None:
-            await self._project_command(event_type, command_id, event_id, status, payload, worker, producer_status)
+            await self._project_command(
+                event_type, command_id, event_id, status, payload, worker, producer_status
+            )
         if effective_type(event_type, producer_status, payload) in TRIGGER_TYPES:
             self.triggers += 1
         return event_id
 
-    async def _project_command(self, event_type: str, command_id: int, event_id: int, status: str,
-                               payload: Any, worker: str | None, producer_status: str | None) -> None:
+    async def _project_command(
+        self,
+        event_type: str,
+        command_id: int,
+        event_id: int,
+        status: str,
+        payload: Any,
+        worker: str | None,
+        producer_status: str | None,
+    ) -> None:
         c = self.conn
         eid = self.execution_id
         if event_type == "command.started":
             await c.execute(
                 "UPDATE command SET status = 'RUNNING', started_at = COALESCE(started_at, now()), "
                 "latest_event_id = $3, updated_at = now() WHERE execution_id = $1 AND command_id = $2 "
-                "AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')", eid, command_id, event_id)
+                "AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED')",
+                eid,
+                command_id,
+                event_id,
+            )
         elif event_type in ("command.completed", "command.failed", "command.cancelled"):
-            final = {"command.completed": "COMPLETED", "command.failed": "FAILED",
-                     "command.cancelled": "CANCELLED"}[event_type]
+            final = {
+                "command.completed": "COMPLETED",
+                "command.failed": "FAILED",
+                "command.cancelled": "CANCELLED",
+            }[event_type]
             if effective_type(event_type, producer_status, payload) == "command.failed":
                 final = "FAILED"
             res = payload.get("result") if isinstance(payload, dict) else None
             await c.execute(
                 "UPDATE command SET status = $3, completed_at = now(), result = $4, error = $5, "
                 "latest_event_id = $6, updated_at = now() WHERE execution_id = $1 AND command_id = $2",
-                eid, command_id, final, res if isinstance(res, dict) else None,
-                _error_text(payload) if final == "FAILED" else None, event_id)
+                eid,
+                command_id,
+                final,
+                res if isinstance(res, dict) else None,
+                _error_text(payload) if final == "FAILED" else None,
+                event_id,
+            )
         elif event_type == "command.claimed":
             await c.execute(
                 "UPDATE command SET status = 'CLAIMED', worker_id = $3, claimed_at = now(), latest_event_id = $4, "
                 "updated_at = now() WHERE execution_id = $1 AND command_id = $2 AND status = 'PENDING'",
-                eid, command_id, worker, event_id)
+                eid,
+                command_id,
+                worker,
+                event_id,
+            )
         else:
-            await c.execute("UPDATE command SET latest_event_id = $3, updated_at = now() "
-                            "WHERE execution_id = $1 AND command_id = $2", eid, command_id, event_id)
+            await c.execute(
+                "UPDATE command SET latest_event_id = $3, updated_at = now() "
+                "WHERE execution_id = $1 AND command_id = $2",
+                eid,
+                command_id,
+                event_id,
+            )
 
 
 async def ingest(
-    deps: Deps, execution_id: int, events: list[dict[str, Any]], *, worker_id: str | None = None,
-    actionable_default: bool = True, catalog_hint: int | None = None,
+    deps: Deps,
+    execution_id: int,
+    events: list[dict[str, Any]],
+    *,
+    worker_id: str | None = None,
+    actionable_default: bool = True,
+    catalog_hint: int | None = None,
     extra_meta: dict[str, Any] | None = None,
 ) -> tuple[list[int], int]:
     """Store events (one transaction, execution-locked) and run the orchestrator on triggers.
@@ -243,3 +304,28 @@ def check_batch_size(n: int) -> None:
 def within(ts: datetime, seconds: float) -> bool:
     """True when ts is within `seconds` of now (helper for callers)."""
     return abs((datetime.now(UTC) - ts).total_seconds()) <= seconds + timedelta(0).total_seconds()
+
+
+async def find_batch(deps: Deps, execution_id: int, key: str) -> dict[str, Any] | None:
+    """The original answer of a batch already stored under this Idempotency-Key, else None."""
+    first = await deps.pool.fetchrow(
+        "SELECT meta->>'batch_request_id' AS request_id FROM event WHERE execution_id = $1 "
+        "AND meta->>'idempotency_key' = $2 LIMIT 1",
+        execution_id,
+        key,
+    )
+    if first is None:
+        return None
+    ids = await deps.pool.fetch(
+        "SELECT event_id FROM event WHERE execution_id = $1 AND meta->>'batch_request_id' = $2 ORDER BY seq",
+        execution_id,
+        first["request_id"],
+    )
+    return {
+        "status": "ok",
+        "request_id": first["request_id"],
+        "event_ids": [r["event_id"] for r in ids],
+        "commands_generated": 0,
+        "duplicate": True,
+        "idempotency_key": key,
+    }

@@ -92,14 +92,32 @@ async def register(pool: asyncpg.Pool, ids: SnowflakeGenerator, body: dict[str, 
         raise BadRequest(f"uri is required for kind {kind}")
     labels = body.get("labels") if isinstance(body.get("labels"), dict) else {}
     raw_capacity = body.get("capacity")
-    capacity = int(str(raw_capacity).split(".")[0]) if str(raw_capacity or "").replace(".", "", 1).isdigit() else None
+    capacity = (
+        int(str(raw_capacity).split(".")[0])
+        if str(raw_capacity or "").replace(".", "", 1).isdigit()
+        else None
+    )
     status = str(body.get("status") or "ready").lower()
     runtime = _runtime_value(body)
-    row = await pool.fetchrow(UPSERT_SQL, ids.next_id(), name, kind, redact(uri) if uri else None, status,
-                              redact(labels), capacity, runtime)
+    row = await pool.fetchrow(
+        UPSERT_SQL,
+        ids.next_id(),
+        name,
+        kind,
+        redact(uri) if uri else None,
+        status,
+        redact(labels),
+        capacity,
+        runtime,
+    )
     assert row is not None
-    return {"status": "ok", "name": row["name"], "runtime_id": str(row["runtime_id"]), "kind": row["kind"],
-            "runtime": row["runtime"]}
+    return {
+        "status": "ok",
+        "name": row["name"],
+        "runtime_id": str(row["runtime_id"]),
+        "kind": row["kind"],
+        "runtime": row["runtime"],
+    }
 
 
 async def heartbeat(
@@ -133,13 +151,25 @@ async def deregister(pool: asyncpg.Pool, body: dict[str, Any]) -> dict[str, Any]
 
 async def list_pools(pool: asyncpg.Pool, query: dict[str, str]) -> dict[str, Any]:
     """GET /api/worker/pools."""
-    rows = await pool.fetch(LIST_SQL, query.get("kind"), query.get("status"), query.get("name"),
-                            query.get("runtime"))
+    rows = await pool.fetch(
+        LIST_SQL, query.get("kind"), query.get("status"), query.get("name"), query.get("runtime")
+    )
     from app.timefmt import rfc3339
 
-    items = [{"name": r["name"], "kind": r["kind"], "runtime": r["runtime"], "status": r["status"],
-              "capacity": r["capacity"], "labels": r["labels"] or {}, "heartbeat": rfc3339(r["heartbeat"]),
-              "created_at": rfc3339(r["created_at"]), "updated_at": rfc3339(r["updated_at"])} for r in rows]
+    items = [
+        {
+            "name": r["name"],
+            "kind": r["kind"],
+            "runtime": r["runtime"],
+            "status": r["status"],
+            "capacity": r["capacity"],
+            "labels": r["labels"] or {},
+            "heartbeat": rfc3339(r["heartbeat"]),
+            "created_at": rfc3339(r["created_at"]),
+            "updated_at": rfc3339(r["updated_at"]),
+        }
+        for r in rows
+    ]
     return {"items": items, "count": len(items)}
 
 
@@ -150,14 +180,26 @@ async def sweep(pool: asyncpg.Pool, offline_seconds: float) -> int:
 
 
 async def acquire_lease(
-    pool: asyncpg.Pool, ids: SnowflakeGenerator, logical_name: str, task: str, instance: str,
-    lease_seconds: float, hostname: str = "",
+    pool: asyncpg.Pool,
+    ids: SnowflakeGenerator,
+    logical_name: str,
+    task: str,
+    instance: str,
+    lease_seconds: float,
+    hostname: str = "",
 ) -> bool:
     """Hold (or take over an expired) singleton lease `<logical_name>:<task>`; True when we own it."""
-    runtime = {"type": "server_control", "task": task, "owner_instance": instance,
-               "logical_name": logical_name, "hostname": hostname, "lease_seconds": lease_seconds}
-    rid = await pool.fetchval(LEASE_SQL, ids.next_id(), f"{logical_name}:{task}", runtime, instance,
-                              float(lease_seconds))
+    runtime = {
+        "type": "server_control",
+        "task": task,
+        "owner_instance": instance,
+        "logical_name": logical_name,
+        "hostname": hostname,
+        "lease_seconds": lease_seconds,
+    }
+    rid = await pool.fetchval(
+        LEASE_SQL, ids.next_id(), f"{logical_name}:{task}", runtime, instance, float(lease_seconds)
+    )
     return rid is not None
 
 

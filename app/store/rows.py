@@ -4,52 +4,103 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
+from app.db.types import Conn
 
 EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("execution_id", "bigint"), ("catalog_id", "bigint"), ("event_id", "bigint"),
-    ("parent_event_id", "bigint"), ("parent_execution_id", "bigint"), ("created_at", "timestamp"),
-    ("event_type", "varchar"), ("node_id", "varchar"), ("node_name", "varchar"), ("node_type", "varchar"),
-    ("status", "varchar"), ("context", "jsonb"), ("result", "jsonb"), ("meta", "jsonb"), ("error", "text"),
-    ("worker_id", "varchar"), ("command_id", "bigint"), ("prev_event_id", "bigint"), ("duration", "float8"),
-    ("tenant_id", "text"), ("organization_id", "text"), ("stack_trace", "text"),
+    ("execution_id", "bigint"),
+    ("catalog_id", "bigint"),
+    ("event_id", "bigint"),
+    ("parent_event_id", "bigint"),
+    ("parent_execution_id", "bigint"),
+    ("created_at", "timestamp"),
+    ("event_type", "varchar"),
+    ("node_id", "varchar"),
+    ("node_name", "varchar"),
+    ("node_type", "varchar"),
+    ("status", "varchar"),
+    ("context", "jsonb"),
+    ("result", "jsonb"),
+    ("meta", "jsonb"),
+    ("error", "text"),
+    ("worker_id", "varchar"),
+    ("command_id", "bigint"),
+    ("prev_event_id", "bigint"),
+    ("duration", "float8"),
+    ("tenant_id", "text"),
+    ("organization_id", "text"),
+    ("stack_trace", "text"),
     ("trace_component", "jsonb"),
 )
 
 COMMAND_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("command_id", "bigint"), ("event_id", "bigint"), ("execution_id", "bigint"), ("catalog_id", "bigint"),
-    ("parent_execution_id", "bigint"), ("step_name", "text"), ("tool_kind", "text"), ("status", "text"),
-    ("context", "jsonb"), ("meta", "jsonb"), ("loop_event_id", "text"), ("iter_index", "int"),
-    ("latest_event_id", "bigint"), ("prev_event_id", "bigint"),
+    ("command_id", "bigint"),
+    ("event_id", "bigint"),
+    ("execution_id", "bigint"),
+    ("catalog_id", "bigint"),
+    ("parent_execution_id", "bigint"),
+    ("step_name", "text"),
+    ("tool_kind", "text"),
+    ("status", "text"),
+    ("context", "jsonb"),
+    ("meta", "jsonb"),
+    ("loop_event_id", "text"),
+    ("iter_index", "int"),
+    ("latest_event_id", "bigint"),
+    ("prev_event_id", "bigint"),
 )
 
 OUTBOX_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("execution_id", "bigint"), ("event_id", "bigint"), ("kind", "text"), ("subject", "text"),
-    ("payload", "jsonb"), ("payload_codec", "text"),
+    ("execution_id", "bigint"),
+    ("event_id", "bigint"),
+    ("kind", "text"),
+    ("subject", "text"),
+    ("payload", "jsonb"),
+    ("payload_codec", "text"),
 )
+
+
+# jsonb_to_recordset yields NULL for absent keys, so column defaults are restated here.
+_DEFAULTS = {
+    "tenant_id": "'default'",
+    "organization_id": "'default'",
+    "created_at": "(now() AT TIME ZONE 'utc')",
+    "status": "'PENDING'",
+    "payload_codec": "'json'",
+    "kind": "'event'",
+}
 
 
 def _recordset_sql(table: str, columns: tuple[tuple[str, str], ...], suffix: str) -> str:
     names = ", ".join(c for c, _ in columns)
+    select = ", ".join(f"COALESCE(x.{c}, {_DEFAULTS[c]})" if c in _DEFAULTS else f"x.{c}" for c, _ in columns)
     typed = ", ".join(f"{c} {t}" for c, t in columns)
-    return f"INSERT INTO {table} ({names}) SELECT {names} FROM jsonb_to_recordset($1::jsonb) AS x({typed}) {suffix}"
+    return f"INSERT INTO {table} ({names}) SELECT {select} FROM jsonb_to_recordset($1::jsonb) AS x({typed}) {suffix}"
 
 
-INSERT_EVENTS = _recordset_sql("event", EVENT_COLUMNS, "ON CONFLICT (execution_id, event_id) DO NOTHING RETURNING event_id")
-INSERT_COMMANDS = _recordset_sql("command", COMMAND_COLUMNS, "ON CONFLICT (execution_id, command_id) DO NOTHING")
+INSERT_EVENTS = _recordset_sql(
+    "event", EVENT_COLUMNS, "ON CONFLICT (execution_id, event_id) DO NOTHING RETURNING event_id"
+)
+INSERT_COMMANDS = _recordset_sql(
+    "command", COMMAND_COLUMNS, "ON CONFLICT (execution_id, command_id) DO NOTHING"
+)
 INSERT_OUTBOX = _recordset_sql("outbox", OUTBOX_COLUMNS, "ON CONFLICT (event_id, kind) DO NOTHING")
 
 
 INSERT_EVENTS_WITH_MIRROR = (
-    "WITH ins AS (" + INSERT_EVENTS + "), ob AS ("
-    + _recordset_sql("outbox", OUTBOX_COLUMNS, "WHERE x.event_id IN (SELECT event_id FROM ins) "
-                     "ON CONFLICT (event_id, kind) DO NOTHING").replace("$1", "$2")
+    "WITH ins AS ("
+    + INSERT_EVENTS
+    + "), ob AS ("
+    + _recordset_sql(
+        "outbox",
+        OUTBOX_COLUMNS,
+        "WHERE x.event_id IN (SELECT event_id FROM ins) ON CONFLICT (event_id, kind) DO NOTHING",
+    ).replace("$1", "$2")
     + ") SELECT event_id FROM ins"
 )
 
 
 async def insert_events_with_mirror(
-    conn: asyncpg.Connection, rows: list[dict[str, Any]], mirror: list[dict[str, Any]]
+    conn: Conn, rows: list[dict[str, Any]], mirror: list[dict[str, Any]]
 ) -> set[int]:
     """Insert events and the mirror outbox rows of the newly inserted ones in one round trip."""
     if not rows:
@@ -58,7 +109,7 @@ async def insert_events_with_mirror(
     return {r["event_id"] for r in recs}
 
 
-async def insert_events(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> set[int]:
+async def insert_events(conn: Conn, rows: list[dict[str, Any]]) -> set[int]:
     """Insert events idempotently; return the ids that were new."""
     if not rows:
         return set()
@@ -66,13 +117,13 @@ async def insert_events(conn: asyncpg.Connection, rows: list[dict[str, Any]]) ->
     return {r["event_id"] for r in recs}
 
 
-async def insert_commands(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+async def insert_commands(conn: Conn, rows: list[dict[str, Any]]) -> None:
     """Insert command projection rows."""
     if rows:
         await conn.execute(INSERT_COMMANDS, rows)
 
 
-async def insert_outbox(conn: asyncpg.Connection, rows: list[dict[str, Any]]) -> None:
+async def insert_outbox(conn: Conn, rows: list[dict[str, Any]]) -> None:
     """Insert outbox rows (mirror events and command notifications)."""
     if rows:
         await conn.execute(INSERT_OUTBOX, rows)

@@ -6,14 +6,22 @@ from aiohttp import web
 
 from app.bootstrap import Deps
 from handlers.errors import error_middleware
-from handlers.http import health, internal_outbox, runtime_info, worker_pool
+from handlers.http import (
+    catalog,
+    commands_events,
+    executions,
+    health,
+    internal_outbox,
+    runtime_info,
+    worker_pool,
+)
 from handlers.http.internal_auth import internal_gate_middleware
 from handlers.http.keys import DEBUG, DEPS
 from handlers.http.middleware import observe_middleware
 
 MAX_BODY = 64 * 1024 * 1024  # PUT /api/result allows 64 MiB; other routes enforce 2 MiB themselves
 
-ROUTE_MODULES = [health, runtime_info, internal_outbox, worker_pool]
+ROUTE_MODULES = [health, runtime_info, internal_outbox, worker_pool, catalog, executions, commands_events]
 
 
 def build_app(deps: Deps) -> web.Application:

@@ -64,7 +64,9 @@ async def post_outbox_mark_published(request: web.Request) -> web.Response:
 async def post_outbox_mark_failed(request: web.Request) -> web.Response:
     deps = deps_of(request)
     body = await parse_body(request, MarkFailed)
-    delay = await outbox.mark_failed(deps.pool, body.outbox_id, body.error, body.attempts, body.max_delay_seconds)
+    delay = await outbox.mark_failed(
+        deps.pool, body.outbox_id, body.error, body.attempts, body.max_delay_seconds
+    )
     return json_response({"marked": True, "available_at_in": delay})
 
 

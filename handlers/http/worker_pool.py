@@ -32,8 +32,12 @@ async def post_register(request: web.Request) -> web.Response:
 async def post_heartbeat(request: web.Request) -> web.Response:
     deps = deps_of(request)
     try:
-        out = await runtime.heartbeat(deps.pool, deps.ids, await _object_body(request),
-                                      auto_recreate=deps.settings.server.auto_recreate_runtime)
+        out = await runtime.heartbeat(
+            deps.pool,
+            deps.ids,
+            await _object_body(request),
+            auto_recreate=deps.settings.server.auto_recreate_runtime,
+        )
     except NotFound as exc:
         exc.retry_after = deps.settings.server.heartbeat_retry_after
         return noetl_error_response(exc)

@@ -13,13 +13,13 @@ from app import tls
 from app.bootstrap import Deps, build_deps
 from app.config import Settings
 from app.db.migrate import migrate
+from app.loops import SERVER_LOOPS
 from handlers.http.app import build_app
 from handlers.roles.lifecycle import Background, stop_event
 
 log = logging.getLogger(__name__)
 
-# Later issues append (name, loop-factory) pairs here: outbox relay, reaper, sweeper.
-BACKGROUND: list[tuple[str, Callable[[Deps], object]]] = []
+BACKGROUND: list[tuple[str, Callable[[Deps], object]]] = list(SERVER_LOOPS)
 
 
 async def run_server(

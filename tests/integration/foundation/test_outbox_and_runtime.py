@@ -25,7 +25,13 @@ async def _seed(db_dsn: str, n: int, kind: str = "event", subject: str = "noetl.
         for i in range(n):
             await conn.execute(
                 "INSERT INTO outbox (execution_id, event_id, kind, subject, payload, payload_codec) "
-                "VALUES ($1, $2, $3, $4, $5::jsonb, 'json')", 7, 1000 + i, kind, subject, json.dumps({"i": i}))
+                "VALUES ($1, $2, $3, $4, $5::jsonb, 'json')",
+                7,
+                1000 + i,
+                kind,
+                subject,
+                json.dumps({"i": i}),
+            )
     finally:
         await conn.close()
 
@@ -37,24 +43,41 @@ async def test_claim_mark_and_pending_count(db_dsn: str) -> None:
         status, body = await api.post("/api/internal/outbox/claim?limit=3", json={}, headers=AUTH)
         assert status == 200 and body["claimed"] == 3
         row = body["rows"][0]
-        assert set(row) == {"outbox_id", "event_id", "execution_id", "subject", "payload", "payload_codec",
-                            "attempts"}
+        assert set(row) == {
+            "outbox_id",
+            "event_id",
+            "execution_id",
+            "subject",
+            "payload",
+            "payload_codec",
+            "attempts",
+        }
         assert row["attempts"] == 1 and row["payload"] == {"i": 0}
         # body limit wins over the query string
-        status, body2 = await api.post("/api/internal/outbox/claim?limit=100", json={"limit": 1}, headers=AUTH)
+        status, body2 = await api.post(
+            "/api/internal/outbox/claim?limit=100", json={"limit": 1}, headers=AUTH
+        )
         assert body2["claimed"] == 1
         assert await api.get("/api/internal/outbox/pending-count", headers=AUTH) == (200, {"pending": 1})
         ids = [r["outbox_id"] for r in body["rows"]]
-        assert await api.post("/api/internal/outbox/mark-published", json={"outbox_ids": ids},
-                              headers=AUTH) == (200, {"marked": 3})
-        assert (await api.post("/api/internal/outbox/mark-published", json={"outbox_ids": []},
-                               headers=AUTH))[0] == 422
+        assert await api.post(
+            "/api/internal/outbox/mark-published", json={"outbox_ids": ids}, headers=AUTH
+        ) == (200, {"marked": 3})
+        assert (await api.post("/api/internal/outbox/mark-published", json={"outbox_ids": []}, headers=AUTH))[
+            0
+        ] == 422
         failed = body2["rows"][0]["outbox_id"]
-        status, out = await api.post("/api/internal/outbox/mark-failed",
-                                     json={"outbox_id": failed, "error": "boom", "attempts": 3}, headers=AUTH)
+        status, out = await api.post(
+            "/api/internal/outbox/mark-failed",
+            json={"outbox_id": failed, "error": "boom", "attempts": 3},
+            headers=AUTH,
+        )
         assert (status, out) == (200, {"marked": True, "available_at_in": 4})
-        assert (await api.post("/api/internal/outbox/mark-failed", json={"outbox_id": failed, "error": ""},
-                               headers=AUTH))[0] == 422
+        assert (
+            await api.post(
+                "/api/internal/outbox/mark-failed", json={"outbox_id": failed, "error": ""}, headers=AUTH
+            )
+        )[0] == 422
         # the failed row is not claimable until its backoff passes
         assert await api.get("/api/internal/outbox/pending-count", headers=AUTH) == (200, {"pending": 1})
 
@@ -122,28 +145,46 @@ async def test_relay_publishes_with_msg_id_and_backs_off_failures(db_dsn: str, n
 async def _seed_failed_subject(db_dsn: str) -> None:
     conn = await asyncpg.connect(db_dsn, server_settings={"search_path": "noetl"})
     try:
-        await conn.execute("INSERT INTO outbox (execution_id, event_id, kind, subject, payload, payload_codec) "
-                           "VALUES (7, 999, 'event', 'bad.subject', '{}'::jsonb, 'json')")
+        await conn.execute(
+            "INSERT INTO outbox (execution_id, event_id, kind, subject, payload, payload_codec) "
+            "VALUES (7, 999, 'event', 'bad.subject', '{}'::jsonb, 'json')"
+        )
     finally:
         await conn.close()
 
 
 async def test_runtime_registry(db_dsn: str) -> None:
     async with running_api(make_settings(db_dsn)) as api:
-        status, body = await api.post("/api/worker/pool/register", json={
-            "name": "worker-abc", "component_type": "worker_pool", "runtime": "python", "status": "READY",
-            "capacity": 4, "pid": 1, "hostname": "h", "labels": {"pool_name": "shared"},
-            "meta": {"nats_url": "nats://user:s3cret@nats:4222"}})
+        status, body = await api.post(
+            "/api/worker/pool/register",
+            json={
+                "name": "worker-abc",
+                "component_type": "worker_pool",
+                "runtime": "python",
+                "status": "READY",
+                "capacity": 4,
+                "pid": 1,
+                "hostname": "h",
+                "labels": {"pool_name": "shared"},
+                "meta": {"nats_url": "nats://user:s3cret@nats:4222"},
+            },
+        )
         assert status == 200 and body["status"] == "ok" and isinstance(body["runtime_id"], str)
         assert "s3cret" not in json.dumps(body)
-        again = await api.post("/api/worker/pool/register", json={"name": "worker-abc", "runtime": {"kind": "python"}})
+        again = await api.post(
+            "/api/worker/pool/register", json={"name": "worker-abc", "runtime": {"kind": "python"}}
+        )
         assert again[1]["runtime_id"] == body["runtime_id"]
         assert (await api.post("/api/worker/pool/register", json={"name": "x", "kind": "weird"}))[0] == 422
         assert (await api.post("/api/worker/pool/register", json={"name": "x", "kind": "broker"}))[0] == 400
-        assert (await api.post("/api/worker/pool/heartbeat", json={"name": "worker-abc"}))[1]["status"] == "ok"
+        assert (await api.post("/api/worker/pool/heartbeat", json={"name": "worker-abc"}))[1][
+            "status"
+        ] == "ok"
         status, hb = await api.post("/api/worker/pool/heartbeat", json={"name": "ghost"})
         assert (status, hb["status"]) == (200, "recreated")
-        status, out, _ = await api.request("DELETE", "/api/worker/pool/deregister", json={"name": "worker-abc"})
+        status, out, _ = await api.request(
+            "DELETE", "/api/worker/pool/deregister", json={"name": "worker-abc"}
+        )
         assert (status, out) == (200, {"status": "ok", "name": "worker-abc", "kind": "worker_pool"})
         status, pools = await api.get("/api/worker/pools?status=offline")
         assert pools["count"] == 1 and pools["items"][0]["name"] == "worker-abc"
@@ -152,7 +193,9 @@ async def test_runtime_registry(db_dsn: str) -> None:
 
 async def test_heartbeat_without_auto_recreate(db_dsn: str) -> None:
     async with running_api(make_settings(db_dsn, NOETL_AUTO_RECREATE_RUNTIME="false")) as api:
-        status, body, headers = await api.request("POST", "/api/worker/pool/heartbeat", json={"name": "ghost"})
+        status, body, headers = await api.request(
+            "POST", "/api/worker/pool/heartbeat", json={"name": "ghost"}
+        )
         assert status == 404 and body["detail"] == {"status": "unknown", "name": "ghost"}
         assert headers["Retry-After"] == "3"
 
