@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,8 +20,12 @@ TEST_SCHEMA = "noetl"
 
 
 @pytest.fixture(scope="session")
-def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("services")
+def services_dir() -> Iterator[Path]:
+    # Not under pytest's tmp_path: pytest prunes old base temp dirs when other pytest sessions start,
+    # which would delete a running server's data directory.
+    path = Path(tempfile.mkdtemp(prefix="noetl-test-services-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +44,10 @@ async def template_db(pg_admin_dsn: str) -> AsyncIterator[str]:
         await conn.close()
     await migrate(with_database(pg_admin_dsn, name), TEST_SCHEMA)
     yield name
-    conn = await asyncpg.connect(pg_admin_dsn)
+    try:
+        conn = await asyncpg.connect(pg_admin_dsn, timeout=5)
+    except OSError:
+        return  # the embedded server is already gone, and its data directory with it
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -108,12 +108,12 @@ async def test_concurrent_claimers_never_share_rows(db_dsn: str) -> None:
 
 
 async def test_relay_publishes_with_msg_id_and_backs_off_failures(db_dsn: str, nats_url: str) -> None:
-    await _seed(db_dsn, 3, subject="noetl.events.default.default.7.0")
+    await _seed(db_dsn, 3, subject="relaytest.default.default.7.0")
     await _seed_failed_subject(db_dsn)
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     stream = "RELAYTEST"
-    await js.add_stream(name=stream, subjects=["noetl.events.default.default.7.*"], duplicate_window=120)
+    await js.add_stream(name=stream, subjects=["relaytest.default.default.7.*"], duplicate_window=120)
     pool = await asyncpg.create_pool(db_dsn, server_settings={"search_path": "noetl"})
 
     async def publish(subject: str, data: bytes, msg_id: str) -> None:
