@@ -13,6 +13,7 @@ from handlers.http import (
     health,
     internal_outbox,
     runtime_info,
+    variables,
     worker_pool,
 )
 from handlers.http.internal_auth import internal_gate_middleware
@@ -21,7 +22,16 @@ from handlers.http.middleware import observe_middleware
 
 MAX_BODY = 64 * 1024 * 1024  # PUT /api/result allows 64 MiB; other routes enforce 2 MiB themselves
 
-ROUTE_MODULES = [health, runtime_info, internal_outbox, worker_pool, catalog, executions, commands_events]
+ROUTE_MODULES = [
+    health,
+    runtime_info,
+    internal_outbox,
+    worker_pool,
+    catalog,
+    executions,
+    commands_events,
+    variables,
+]
 
 
 def build_app(deps: Deps) -> web.Application:
