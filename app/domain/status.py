@@ -115,7 +115,9 @@ def derive_status(
         "status": status,
         "is_cancelled": status == "CANCELLED",
         "cancelled": status == "CANCELLED",
-        "completed": status in ("COMPLETED", "CANCELLED"),
+        # The official CLI 5.3.2 shows RUNNING unless `completed` is true, and FAILED only when
+        # `failed` is also true: `completed` therefore means "terminal" (see ARCHITECTURE.md decisions).
+        "completed": status in ("COMPLETED", "FAILED", "CANCELLED"),
         "failed": status == "FAILED",
         "completion_inferred": inferred,
         "current_step": current,
