@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from app.config.secrets import ProviderSettings
 from app.secrets.errors import SecretConfigError
@@ -92,7 +93,9 @@ class AwsSecretsManager(HttpProvider):
             now=self._clock(),
         )
         try:
-            async with self.http().post(endpoint + "/", data=body, headers=headers) as resp:
+            async with self.http().post(
+                URL(endpoint + "/", encoded=True), data=body, headers=headers
+            ) as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+from yarl import URL
 
 from app.config.secrets import ProviderSettings
 from app.secrets.errors import SecretConfigError
@@ -57,7 +58,7 @@ class AzureKeyVault(HttpProvider):
         sep = "&" if "?" in self._imds else "?"
         try:
             async with self.http().get(
-                f"{self._imds}{sep}{IMDS_RESOURCE_QUERY}", headers={"Metadata": "true"}
+                URL(f"{self._imds}{sep}{IMDS_RESOURCE_QUERY}", encoded=True), headers={"Metadata": "true"}
             ) as r:
                 text = await r.text()
                 status = r.status
@@ -90,7 +91,7 @@ class AzureKeyVault(HttpProvider):
             headers["Host"] = f"{vault}.{self._suffix}"
             url = self._origin_override.rstrip("/") + url.split(self._suffix, 1)[1]
         try:
-            async with self.http().get(url, headers=headers) as resp:
+            async with self.http().get(URL(url, encoded=True), headers=headers) as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:

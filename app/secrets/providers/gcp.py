@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from yarl import URL
 
 from app.config.secrets import ProviderSettings
 from app.secrets.encoding import Base64Error, b64decode_strict
@@ -35,7 +36,9 @@ class GcpSecretManager(HttpProvider):
         except Exception as exc:
             raise ProviderFetchError(f"{WHAT}: metadata token: {type(exc).__name__}") from None
         try:
-            async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+            async with session.get(
+                URL(url, encoded=True), headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 from app.config.secrets import ProviderSettings
 from app.secrets.encoding import Base64Error, b64decode_strict
@@ -64,7 +65,8 @@ class KubernetesSecrets(HttpProvider):
         url = f"{self._api}/api/v1/namespaces/{r.namespace}/secrets/{r.secret}"
         try:
             async with self.http().get(
-                url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+                URL(url, encoded=True),
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             ) as resp:
                 text = await resp.text()
                 status = resp.status

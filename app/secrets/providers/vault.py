@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+from yarl import URL
 
 from app.config.secrets import ProviderSettings
 from app.secrets.errors import ProviderFetchError, SecretConfigError
@@ -53,7 +54,7 @@ class VaultKv2(HttpProvider):
             headers["X-Vault-Namespace"] = self._namespace
         url = f"{self._addr}/v1/{r.mount}/data/{r.path}"
         try:
-            async with self.http().get(url, headers=headers) as resp:
+            async with self.http().get(URL(url, encoded=True), headers=headers) as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
