@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -49,3 +50,17 @@ def _reject_constant(name: str) -> Any:
 def loads(text: str | bytes) -> Any:
     """Parse JSON, rejecting NaN/Infinity."""
     return json.loads(text, parse_constant=_reject_constant)
+
+
+def format_rfc3339(dt: datetime) -> str:
+    """RFC 3339 UTC with ``Z``; fraction omitted when zero, else the shortest of 3/6 digits."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    dt = dt.astimezone(UTC)
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    us = dt.microsecond
+    if us == 0:
+        return base + "Z"
+    if us % 1000 == 0:
+        return f"{base}.{us // 1000:03d}Z"
+    return f"{base}.{us:06d}Z"
