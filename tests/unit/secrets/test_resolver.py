@@ -339,7 +339,8 @@ async def test_strict_residency_blocks_before_anything() -> None:  # case 55
     with pytest.raises(ResidencyViolation) as ei:
         await h.resolver.resolve("eu-only", 7)
     assert str(ei.value) == (
-        "Residency violation: credential 'eu-only' is region-locked to 'eu-central-1'; this server is in 'us-east-1'"
+        "Residency violation: credential 'eu-only' is region-locked to 'eu-central-1'; "
+        "this server is in 'us-east-1'"
     )
     assert ei.value.status == 403 and ei.value.no_broker_fallback is False
     assert h.provider.calls == [] and h.builds == [] and len(h.registry) == 0
