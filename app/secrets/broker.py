@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 
 from app.errors import Forbidden
-from app.secrets.encoding import loads
-from app.secrets.errors import BrokerDenied, BrokerUnreachable
+from app.secrets.encoding import b64encode, loads
+from app.secrets.errors import BrokerDenied, BrokerUnreachable, ResidencyViolation
 from app.secrets.metrics import SecretsMetrics, region_label
 from app.secrets.sealed import decode_broker_pubkey
 
@@ -147,6 +147,36 @@ class BrokerClient:
         finally:
             self._metrics.broker_call.labels(broker_region=label, outcome=outcome).inc()
             self._metrics.broker_duration.labels(broker_region=label).observe(self._clock() - started)
+
+    def can_forward(self, violation: ResidencyViolation) -> bool:
+        """True when the entry allows brokering and a broker serves its region."""
+        return not violation.no_broker_fallback and self.url_for(violation.entry_region) is not None
+
+    async def forward(
+        self,
+        violation: ResidencyViolation,
+        *,
+        alias: str,
+        worker_public_key: bytes,
+        worker_id: str,
+        execution_id: int | None,
+        parent_execution_id: int | None,
+        requesting_region: str,
+    ) -> Any:
+        """Sealed-route fallback: re-raise the 403 when brokering is not allowed, else call the broker."""
+        if not self.can_forward(violation):
+            raise violation
+        return await self.resolve(
+            BrokerRequest(
+                alias=alias,
+                worker_public_key_b64=b64encode(worker_public_key),
+                worker_id=worker_id,
+                execution_id=execution_id,
+                parent_execution_id=parent_execution_id,
+                expected_entry_region=violation.entry_region,
+                requesting_region=requesting_region,
+            )
+        )
 
 
 def broker_check_request(
