@@ -195,7 +195,8 @@ def test_broker_endpoint_checks() -> None:  # case 60 (library half)
     with pytest.raises(Forbidden) as ei:
         broker_check_request("eu-west-1", "eu-central-1", b64encode(WORKER_PUB), m)
     assert str(ei.value) == (
-        "cross-region broker: this server is in region 'eu-central-1', not 'eu-west-1' as the requesting peer expected"
+        "cross-region broker: this server is in region 'eu-central-1', not 'eu-west-1' "
+        "as the requesting peer expected"
     )
     assert (
         sample(reg, "noetl_secret_broker_call_total", broker_region="eu-west-1", outcome="wrong_region") == 1
