@@ -56,7 +56,9 @@ class ProviderSettings(Group):
     aws_region: str = env("AWS_REGION", "AWS_DEFAULT_REGION", default="")
     aws_sm_endpoint: str = env("NOETL_AWS_SM_ENDPOINT", default="")
     aws_role_arn: str = env("AWS_ROLE_ARN", default="")
-    aws_web_identity_token_file: str = env("AWS_WEB_IDENTITY_TOKEN_FILE", default="")
+    aws_web_identity_token_file: str = env(
+        "AWS_WEB_IDENTITY_TOKEN_FILE", default="/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+    )
     aws_sts_duration_secs: int = env("NOETL_AWS_STS_DURATION_SECS", default=3600)
     aws_sts_endpoint_override: str = env("NOETL_AWS_STS_ENDPOINT_OVERRIDE", default="")
     azure_keyvault_vault: str = env("AZURE_KEYVAULT_VAULT", default="")
@@ -69,5 +71,5 @@ class ProviderSettings(Group):
     azure_tenant_id: str = env("AZURE_TENANT_ID", default="")
     azure_client_id: str = env("AZURE_CLIENT_ID", default="")
     azure_client_secret: str = env("AZURE_CLIENT_SECRET", default="", repr=False)
-    azure_oauth_scope: str = env("NOETL_AZURE_OAUTH_SCOPE", default="https://vault.azure.net/.default")
+    azure_oauth_scope: str = env("NOETL_AZURE_OAUTH_SCOPE", default="https://graph.microsoft.com/.default")
     azure_aad_host: str = env("NOETL_AZURE_AAD_HOST", default="https://login.microsoftonline.com")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from app.config.secrets import ProviderSettings
 from app.secrets.errors import SecretConfigError
 from app.secrets.metrics import SecretsMetrics, region_label
-from app.secrets.providers import aws, azure, gcp, k8s, vault
+from app.secrets.providers import aws, azure, azure_oauth, gcp, gcp_iam, k8s, sts, vault
 from app.secrets.providers.base import SecretProvider
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ DEFAULT_BUILDERS: dict[str, Builder] = {
     "vault": vault.build,
     "aws": aws.build,
     "azure": azure.build,
+    "aws_sts": sts.build,
+    "azure_oauth": azure_oauth.build,
+    "gcp_iam": gcp_iam.build,
 }
 
 

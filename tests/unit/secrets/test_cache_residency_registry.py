@@ -205,6 +205,10 @@ async def test_registry_build_failure_not_cached() -> None:
     )
 
 
+def _m():  # type: ignore[no-untyped-def]
+    return metrics()[0]
+
+
 async def test_registry_real_builders_with_settings() -> None:
     m, _ = metrics()
     r = ProviderRegistry(
@@ -212,8 +216,13 @@ async def test_registry_real_builders_with_settings() -> None:
     )
     p = await r.get("vault", "x")
     assert p.provider_id == "vault"
+    assert (await r.get("aws_iam", "x")).provider_id == "aws_sts"
+    assert (await r.get("gcp_iamcredentials", "x")).provider_id == "gcp_iam"
+    with pytest.raises(SecretConfigError, match="AZURE_TENANT_ID"):
+        await r.get("azure_aad", "x")
+    r2 = ProviderRegistry(_m(), builders={})
     with pytest.raises(SecretConfigError, match="not available"):
-        await r.get("aws_sts", "x")
+        await r2.get("aws_sts", "x")
     await r.close()
 
 
