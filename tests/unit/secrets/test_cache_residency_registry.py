@@ -234,3 +234,21 @@ def test_settings_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.provider_ttl_seconds == 1
     assert s.audit_required is True
     assert s.cache_safety_margin_secs == 30
+
+
+@pytest.mark.parametrize(
+    ("env", "insecure", "audit"),
+    [(" YES ", True, True), ("on", True, False), ("banana", False, False), ("0", False, False), ("1", True, True)],
+)
+def test_settings_truthy_flags(monkeypatch: pytest.MonkeyPatch, env: str, insecure: bool, audit: bool) -> None:
+    monkeypatch.setenv("NOETL_ALLOW_INSECURE_DEFAULT_KEY", env)
+    monkeypatch.setenv("NOETL_SECRET_AUDIT_REQUIRED", env)
+    s = SecretsSettings()
+    assert s.allow_insecure_default_key is insecure
+    assert s.audit_required is audit
+
+
+@pytest.mark.parametrize(("raw", "ttl"), [("abc", 0.0), ("0", 0.0), ("5", 5.0), ("-3", 0.0)])
+def test_settings_provider_ttl(monkeypatch: pytest.MonkeyPatch, raw: str, ttl: float) -> None:
+    monkeypatch.setenv("NOETL_SECRET_PROVIDER_TTL_SECONDS", raw)
+    assert SecretsSettings().provider_ttl_seconds == ttl
