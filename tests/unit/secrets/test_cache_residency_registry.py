@@ -238,9 +238,17 @@ def test_settings_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     ("env", "insecure", "audit"),
-    [(" YES ", True, True), ("on", True, False), ("banana", False, False), ("0", False, False), ("1", True, True)],
+    [
+        (" YES ", True, True),
+        ("on", True, False),
+        ("banana", False, False),
+        ("0", False, False),
+        ("1", True, True),
+    ],
 )
-def test_settings_truthy_flags(monkeypatch: pytest.MonkeyPatch, env: str, insecure: bool, audit: bool) -> None:
+def test_settings_truthy_flags(
+    monkeypatch: pytest.MonkeyPatch, env: str, insecure: bool, audit: bool
+) -> None:
     monkeypatch.setenv("NOETL_ALLOW_INSECURE_DEFAULT_KEY", env)
     monkeypatch.setenv("NOETL_SECRET_AUDIT_REQUIRED", env)
     s = SecretsSettings()
