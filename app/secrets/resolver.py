@@ -66,6 +66,7 @@ class CacheHit:
 
     data: Any = field(repr=False)
     expires_at: datetime | None
+    kek_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -308,16 +309,26 @@ class SecretResolver:
             raise not_found(identifier)
         try:
             resolved = await self._resolve_keychain(identifier, execution_id)
-        except BaseException as exc:
-            await self._audit_keychain(identifier, execution_id, parent_execution_id, exc)
+        except Exception as exc:
+            try:
+                await self._audit_keychain(identifier, execution_id, parent_execution_id, exc, None)
+            except Exception:
+                # Strict mode already counted failed_strict; the original error is the useful one.
+                log.warning("secret audit write failed while reporting a failed resolution")
             raise
-        await self._audit_keychain(identifier, execution_id, parent_execution_id, None)
+        # Strict mode: the row must exist before the value is released.
+        await self._audit_keychain(identifier, execution_id, parent_execution_id, None, resolved.kek_version)
         return resolved
 
     async def _audit_keychain(
-        self, alias: str, execution_id: int, parent_execution_id: int | None, exc: BaseException | None
+        self,
+        alias: str,
+        execution_id: int,
+        parent_execution_id: int | None,
+        exc: BaseException | None,
+        kek_version: str | None,
     ) -> None:
-        if self._audit is None or isinstance(exc, asyncio.CancelledError):
+        if self._audit is None:
             return
         ev = self._audit.event(
             alias,
@@ -325,6 +336,7 @@ class SecretResolver:
             outcome_for(exc),
             execution_id=execution_id,
             parent_execution_id=parent_execution_id,
+            kek_version=kek_version,
         )
         await self._audit.record(ev)
 
@@ -371,18 +383,26 @@ class SecretResolver:
             self._metrics,
             no_broker_fallback=entry.no_broker_fallback,
         )
-        if entry.provider is None:
-            return await self._resolve_credential_entry(alias, start, entry)
         # Step 5: cache read (errors are misses).
         cache_key = resolver_cache_key(alias, start.catalog_id, execution_id)
         try:
             hit = await self._cache_get(cache_key)
         except Exception as exc:
-            log.warning("keychain cache read failed for a %s entry: %s", entry.provider, type(exc).__name__)
+            log.warning("keychain cache read failed: %s", type(exc).__name__)
             hit = None
         if hit is not None:
-            self._maybe_refresh(alias, start, entry, region, execution_id, hit)
-            return Resolved("keychain", hit.data, expires_at=hit.expires_at, from_cache=True, entry=entry)
+            if entry.provider is not None:
+                self._maybe_refresh(alias, start, entry, region, execution_id, hit)
+            return Resolved(
+                "keychain",
+                hit.data,
+                kek_version=hit.kek_version,
+                expires_at=hit.expires_at,
+                from_cache=True,
+                entry=entry,
+            )
+        if entry.provider is None:
+            return await self._resolve_credential_entry(alias, start, entry)
         data, expires_at = await self._fetch_entry(start, entry, region)
         await self._write_cache(alias, start.catalog_id, execution_id, data, expires_at)
         return Resolved("keychain", data, expires_at=expires_at, entry=entry)

@@ -459,3 +459,34 @@ def test_parse_keychain_fields() -> None:
     ):
         with pytest.raises(ValueError):
             parse_keychain(bad)
+
+
+async def test_audit_kek_version_for_credential_entry() -> None:
+    h = Harness()
+    await h.store("stored", {"password": SECRET})
+    await h.resolver.resolve("cred-entry", 7)
+    await h.audit.drain()
+    assert h.audit_rows[-1].kek_version == "v1" and h.audit_rows[-1].outcome == "ok"
+
+
+async def test_strict_audit_failure_keeps_original_error() -> None:
+    h = Harness(strict_audit=True)
+    h.audit_fail = True
+    with pytest.raises(ResidencyViolation):
+        await h.resolver.resolve("eu-only", 7)
+    assert (
+        h.m(
+            "noetl_secret_audit_writes_total",
+            operation="resolve_keychain",
+            outcome="residency_violation",
+            status="failed_strict",
+        )
+        == 1
+    )
+
+
+async def test_cache_read_precedes_entry_kind() -> None:
+    h = Harness()
+    h.cache["nothing:100:7"] = ({"set": "via keychain API"}, NOW + timedelta(seconds=300))
+    r = await h.resolver.resolve("nothing", 7)
+    assert r.from_cache and r.data == {"set": "via keychain API"}
