@@ -74,6 +74,9 @@ def outcome_for(exc: BaseException | None) -> str:
 
     if exc is None:
         return "ok"
+    tagged = getattr(exc, "audit_outcome", None)
+    if isinstance(tagged, str) and tagged:
+        return tagged
     if isinstance(exc, ResidencyViolation):
         return "residency_violation"
     if isinstance(exc, BrokerUnreachable):

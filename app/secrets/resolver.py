@@ -236,6 +236,8 @@ def not_found(identifier: str) -> NotFound:
 class TemplateRenderError(SecretConfigError):
     """A keychain template failed to render (500, metric ``template_error``)."""
 
+    audit_outcome = "template_error"
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -441,8 +443,9 @@ class SecretResolver:
         labels = {"provider": impl, "region": region_label(region)}
         try:
             provider = await self.registry.get(entry.provider, region)
-        except Exception:
+        except Exception as exc:
             self._metrics.resolve.labels(status="provider_build_error", **labels).inc()
+            exc.audit_outcome = "provider_build_error"  # type: ignore[attr-defined]
             raise
         refs: list[tuple[str | None, str]]
         if entry.map is not None:
@@ -450,8 +453,9 @@ class SecretResolver:
             for key, template in entry.map.items():
                 try:
                     refs.append((key, self.render(template, start.workload)))
-                except TemplateRenderError:
+                except TemplateRenderError as exc:
                     self._metrics.resolve.labels(status="template_error", **labels).inc()
+                    exc.audit_outcome = "template_error"
                     raise
         else:
             refs = [(None, entry.name)]
@@ -461,8 +465,9 @@ class SecretResolver:
             began = time.perf_counter()
             try:
                 value = await provider.fetch(SecretRef(name=ref_name, region=region or None))
-            except Exception:
+            except Exception as exc:
                 self._metrics.resolve.labels(status="provider_fetch_error", **labels).inc()
+                exc.audit_outcome = "provider_fetch_error"  # type: ignore[attr-defined]
                 raise
             finally:
                 self._metrics.resolve_duration.labels(**labels).observe(time.perf_counter() - began)

@@ -490,3 +490,14 @@ async def test_cache_read_precedes_entry_kind() -> None:
     h.cache["nothing:100:7"] = ({"set": "via keychain API"}, NOW + timedelta(seconds=300))
     r = await h.resolver.resolve("nothing", 7)
     assert r.from_cache and r.data == {"set": "via keychain API"}
+
+
+async def test_audit_outcomes_for_provider_and_template_failures() -> None:
+    h = Harness()
+    h.provider.fail = {"plain"}
+    with pytest.raises(ProviderFetchError):
+        await h.resolver.resolve("plain", 7)
+    with pytest.raises(TemplateRenderError):
+        await h.resolver.resolve("bad-template", 7)
+    await h.audit.drain()
+    assert [r.outcome for r in h.audit_rows] == ["provider_fetch_error", "template_error"]
