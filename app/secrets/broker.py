@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
@@ -112,8 +111,8 @@ class BrokerClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
 
-    async def resolve(self, request: BrokerRequest) -> Any:
-        """Call the broker for ``request.expected_entry_region``; returns its envelope JSON unvalidated."""
+    async def resolve(self, request: BrokerRequest) -> str:
+        """Call the broker for ``request.expected_entry_region``; returns its envelope body verbatim."""
         region = request.expected_entry_region
         base = self._registry.get(region)
         if base is None:
@@ -139,11 +138,12 @@ class BrokerClient:
             if status // 100 != 2:
                 raise BrokerUnreachable(base, f"broker returned HTTP {status} {reason}: {text[:200]}")
             try:
-                envelope = loads(text)
+                loads(text)
             except ValueError:
                 raise BrokerUnreachable(base, "broker returned an undecodable body") from None
             outcome = "ok"
-            return envelope
+            # Passed through verbatim: only the addressed worker can (and will) validate it.
+            return text
         finally:
             self._metrics.broker_call.labels(broker_region=label, outcome=outcome).inc()
             self._metrics.broker_duration.labels(broker_region=label).observe(self._clock() - started)
@@ -162,7 +162,7 @@ class BrokerClient:
         execution_id: int | None,
         parent_execution_id: int | None,
         requesting_region: str,
-    ) -> Any:
+    ) -> str:
         """Sealed-route fallback: re-raise the 403 when brokering is not allowed, else call the broker."""
         if not self.can_forward(violation):
             raise violation

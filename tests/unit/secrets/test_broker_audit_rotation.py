@@ -65,7 +65,7 @@ async def test_forward_success(serve) -> None:  # case 58
         parent_execution_id=None,
         requesting_region="us-east-1",
     )
-    assert env == ENVELOPE
+    assert json.loads(env) == ENVELOPE
     seen = srv.requests[0]
     assert seen.path == "/api/internal/cross-region/resolve"
     assert seen.headers["Authorization"] == "Bearer broker-tok"
