@@ -264,3 +264,22 @@ def read_legacy(raw: str, master_key: bytes | None) -> Any:
     if kind == "L1" and master_key is not None:
         return blob.decrypt_json(master_key, b64decode_strict(text))
     raise EncryptionError(f"not a legacy record ({kind})")
+
+
+async def migrate_value(raw: str, master_key: bytes | None, cipher: EnvelopeCipher) -> str | None:
+    """Re-seal an L0/L1 value as E1 (migration tool); None for E1 (left alone); corrupt → EncryptionError."""
+    kind = classify(raw, master_key)
+    if kind == "E1":
+        return None
+    if kind == "corrupt":
+        raise EncryptionError("corrupt stored value (neither E1, L0 nor L1 under the master key)")
+    return await cipher.seal(read_legacy(raw, master_key))
+
+
+def count_key_versions(values: list[str]) -> dict[str, int]:
+    """Key-status counts per ``dek.kv`` (``invalid`` for non-E1 rows), keys sorted."""
+    counts: dict[str, int] = {}
+    for raw in values:
+        kv = key_version_of(raw)
+        counts[kv] = counts.get(kv, 0) + 1
+    return dict(sorted(counts.items()))

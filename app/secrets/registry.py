@@ -32,6 +32,7 @@ PROVIDER_IDS: dict[str, str] = {
     "azure_oauth": "azure_oauth",
     "azure_aad": "azure_oauth",
 }
+STALE_CLOSE_GRACE_SECS = 30.0
 SUPPORTED = "gcp, gcp_iam, k8s, vault, aws, aws_sts, azure, azure_oauth"
 
 Builder = Callable[[ProviderSettings, str], SecretProvider]
@@ -88,6 +89,7 @@ class ProviderRegistry:
         self._clock = clock
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _fresh(self, entry: _Entry | None) -> bool:
         return entry is not None and (not self._ttl or self._clock() - entry.built_at <= self._ttl)
@@ -120,10 +122,19 @@ class ProviderRegistry:
             self._metrics.provider_build.labels(status="ok", **labels).inc()
             self._entries[key] = _Entry(built, self._clock())
         if entry is not None:
-            # The stale instance may still serve an in-flight fetch; close it in the background.
-            task = asyncio.ensure_future(entry.provider.close())
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self._retire(entry.provider)
         return built
+
+    def _retire(self, provider: SecretProvider) -> None:
+        # A stale instance may still be serving an in-flight fetch: close it after the longest HTTP timeout.
+        loop = asyncio.get_running_loop()
+
+        def close() -> None:
+            task = loop.create_task(provider.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+        loop.call_later(STALE_CLOSE_GRACE_SECS, close)
 
     def __len__(self) -> int:
         return len(self._entries)

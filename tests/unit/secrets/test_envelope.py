@@ -6,11 +6,13 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.config.secrets import SecretsSettings
 from app.errors import ConfigError
 from app.secrets import blob, envelope, keys
-from app.secrets.encoding import b64encode
+from app.secrets.encoding import Base64Error, b64decode_strict, b64encode
 from app.secrets.errors import EncryptionError
 
 MASTER = bytes(range(32))
@@ -289,3 +291,35 @@ def test_reprs_hide_key() -> None:
     assert "secret" not in repr(w)
     s = _settings(NOETL_ENCRYPTION_KEY=MASTER_B64)
     assert MASTER_B64 not in repr(s)
+
+
+async def test_migrate_and_key_status() -> None:  # §1.6, case 30 (library half)
+    c = _cipher()
+    new_l1 = await envelope.migrate_value(L1, MASTER, c)
+    new_l0 = await envelope.migrate_value(
+        '{"username": "admin", "password": "secret123", "host": "db.example.com"}', MASTER, c
+    )
+    assert new_l1 is not None and new_l0 is not None
+    assert await c.open(new_l1) == DATA and await c.open(new_l0) == DATA
+    assert await envelope.migrate_value(E1, MASTER, c) is None
+    with pytest.raises(EncryptionError, match="corrupt"):
+        await envelope.migrate_value("garbage", MASTER, c)
+    counts = envelope.count_key_versions([E1, E1_V2, E1, '{"a": 1}', L1])
+    assert counts == {"invalid": 2, "v1": 2, "v2": 1}
+    assert list(counts) == ["invalid", "v1", "v2"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64))
+def test_strict_base64_round_trip(data: bytes) -> None:
+    assert b64decode_strict(b64encode(data)) == data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ABCDabcd0123+/=-_ \\n", max_size=12))
+def test_strict_base64_accepts_only_canonical(text: str) -> None:
+    try:
+        data = b64decode_strict(text)
+    except Base64Error:
+        return
+    assert b64encode(data) == text
