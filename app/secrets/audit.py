@@ -9,8 +9,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from app.errors import NotFound
 from app.secrets.encoding import format_rfc3339
-from app.secrets.errors import AuditWriteFailed
+from app.secrets.errors import (
+    AuditWriteFailed,
+    BrokerDenied,
+    BrokerUnreachable,
+    ProviderFetchError,
+    ResidencyViolation,
+)
 from app.secrets.metrics import SecretsMetrics
 
 log = logging.getLogger(__name__)
@@ -64,14 +71,6 @@ AuditWriter = Callable[[AuditEvent], Awaitable[None]]
 
 def outcome_for(exc: BaseException | None) -> str:
     """Short outcome class for an error (``ok`` for None)."""
-    from app.errors import NotFound
-    from app.secrets.errors import (
-        BrokerDenied,
-        BrokerUnreachable,
-        ProviderFetchError,
-        ResidencyViolation,
-    )
-
     if exc is None:
         return "ok"
     tagged = getattr(exc, "audit_outcome", None)
@@ -117,12 +116,16 @@ class AuditSink:
             try:
                 await self.writer(event)
             except Exception as exc:
-                self.metrics.audit_writes.labels(status="failed_strict", **labels).inc()
+                self.metrics.child(
+                    self.metrics.audit_writes, labels["operation"], labels["outcome"], "failed_strict"
+                ).inc()
                 log.error("secret audit write failed (strict mode): %s", type(exc).__name__)
                 raise AuditWriteFailed(
                     "secret audit write failed; credential withheld (strict audit mode)"
                 ) from None
-            self.metrics.audit_writes.labels(status="written", **labels).inc()
+            self.metrics.child(
+                self.metrics.audit_writes, labels["operation"], labels["outcome"], "written"
+            ).inc()
             return
         task = asyncio.get_running_loop().create_task(self._write_async(event, labels))
         self._pending.add(task)
@@ -132,10 +135,12 @@ class AuditSink:
         try:
             await self.writer(event)
         except Exception as exc:
-            self.metrics.audit_writes.labels(status="dropped_async", **labels).inc()
+            self.metrics.child(
+                self.metrics.audit_writes, labels["operation"], labels["outcome"], "dropped_async"
+            ).inc()
             log.warning("secret audit write dropped (async mode): %s", type(exc).__name__)
             return
-        self.metrics.audit_writes.labels(status="written", **labels).inc()
+        self.metrics.child(self.metrics.audit_writes, labels["operation"], labels["outcome"], "written").inc()
 
     async def drain(self) -> None:
         """Wait for pending async writes (shutdown, tests)."""

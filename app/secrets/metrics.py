@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 SEALED_STATUSES = (
@@ -26,6 +28,7 @@ class SecretsMetrics:
 
     def __init__(self, registry: CollectorRegistry, *, include_write_metrics: bool = False) -> None:
         r = registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         # noetl_write_requests_* are shared with other write routes; the lead may own them.
         self.write_requests: Counter | None = None
         self.write_duration: Histogram | None = None
@@ -112,6 +115,15 @@ class SecretsMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5),
             registry=r,
         )
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """Cached ``metric.labels(*values)`` for hot paths (positional, declaration order)."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = metric.labels(*values)
+            self._children[key] = found
+        return found
 
 
 def new_metrics() -> SecretsMetrics:

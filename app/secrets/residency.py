@@ -44,7 +44,7 @@ def check_residency(
 ) -> str:
     """Evaluate once, count once, raise ResidencyViolation on a strict denial; returns the decision."""
     decision = decide(policy, entry_region, server_region, allowed_regions)
-    metrics.residency_check.labels(policy=policy.value, decision=decision).inc()
+    metrics.child(metrics.residency_check, policy.value, decision).inc()
     if decision == "violation_blocked":
         raise ResidencyViolation(
             credential, entry_region, server_region, no_broker_fallback=no_broker_fallback
