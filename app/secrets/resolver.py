@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,10 @@ from app.secrets.registry import ProviderRegistry, implementation_id
 from app.secrets.residency import Residency, check_residency, effective_region
 
 log = logging.getLogger(__name__)
+
+# Catalog rows are immutable, so parsed keychains are cached; the bound only caps memory.
+CATALOG_CACHE_MAX = 4096
+TEMPLATE_CACHE_MAX = 4096
 
 
 # ------------------------------------------------------------------ injected shapes
@@ -279,7 +284,7 @@ class SecretResolver:
         self._margin = cache_margin_secs
         self._window = refresh_window_secs
         self._clock = clock
-        self._catalogs: dict[int, list[KeychainDef] | None] = {}
+        self._catalogs: OrderedDict[int, list[KeychainDef] | None] = OrderedDict()
         self._slots = InflightSlots()
         self._refresh_tasks: set[asyncio.Task[None]] = set()
         self._jinja = SandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
@@ -346,6 +351,7 @@ class SecretResolver:
 
     async def _entries(self, catalog_id: int) -> list[KeychainDef] | None:
         if catalog_id in self._catalogs:
+            self._catalogs.move_to_end(catalog_id)
             return self._catalogs[catalog_id]
         content = await self._catalog_lookup(catalog_id)
         entries: list[KeychainDef] | None
@@ -359,6 +365,8 @@ class SecretResolver:
                 entries = None
             # Catalog rows are immutable, so a parse (or its failure) is cached for good.
             self._catalogs[catalog_id] = entries
+            if len(self._catalogs) > CATALOG_CACHE_MAX:
+                self._catalogs.popitem(last=False)
         return entries
 
     async def keychain_entry(self, alias: str, execution_id: int) -> tuple[StartEvent, KeychainDef]:
@@ -429,9 +437,11 @@ class SecretResolver:
             tpl = self._templates.get(template)
             if tpl is None:
                 tpl = self._jinja.from_string(template)
+                if len(self._templates) >= TEMPLATE_CACHE_MAX:
+                    self._templates.clear()
                 self._templates[template] = tpl
             return str(tpl.render(**dict(workload)))
-        except TemplateError as exc:
+        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
             raise TemplateRenderError(f"keychain template error: {type(exc).__name__}") from None
 
     async def _fetch_entry(

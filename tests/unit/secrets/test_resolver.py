@@ -501,3 +501,12 @@ async def test_audit_outcomes_for_provider_and_template_failures() -> None:
         await h.resolver.resolve("bad-template", 7)
     await h.audit.drain()
     assert [r.outcome for r in h.audit_rows] == ["provider_fetch_error", "template_error"]
+
+
+def test_render_runtime_errors_are_template_errors() -> None:
+    h = Harness()
+    assert h.resolver.render("{{ a.b.c }}x", {}) == "x"
+    assert h.resolver.render("{{ p }}#k", {"p": "secret/x"}) == "secret/x#k"
+    for bad in ("{{ 1 / 0 }}", "{{ 1 / }}", "{{ x() }}"):
+        with pytest.raises(TemplateRenderError):
+            h.resolver.render(bad, {"x": 1})
