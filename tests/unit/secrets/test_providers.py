@@ -716,3 +716,11 @@ def test_gcp_iam_refs() -> None:
         "sa@p.iam.gserviceaccount.com", "s"
     )
     assert refs.parse_gcp_iam("") == refs.GcpIamRef(None, refs.GCP_IAM_DEFAULT_SCOPE)
+
+
+async def test_one_mib_secret_passes_through(serve) -> None:  # case 68 (provider half)
+    big = "x" * (1024 * 1024)
+    srv = await serve(_vault_handler("t", {"secret/data/big": {"v": big}}))
+    p = vault.build(_ps(VAULT_ADDR=srv.url, VAULT_TOKEN="t"), "")
+    assert (await p.fetch(SecretRef("big#v"))).value == big
+    await p.close()
