@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import field_validator
+
 from app.config._base import Group, env
+
+
+def _truthy(value: Any, accepted: frozenset[str]) -> bool:
+    """Trimmed, case-insensitive membership; anything else (including garbage) is false."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in accepted
 
 
 class SecretsSettings(Group):
@@ -17,6 +28,26 @@ class SecretsSettings(Group):
     cache_safety_margin_secs: float = env("KEYCHAIN_CACHE_DYNAMIC_SAFETY_MARGIN_SECS", default=60.0, ge=0)
     cache_refresh_window_secs: float = env("KEYCHAIN_CACHE_REFRESH_WINDOW_SECS", default=60.0, ge=0)
     audit_required: bool = env("NOETL_SECRET_AUDIT_REQUIRED", default=False)
+
+    @field_validator("allow_insecure_default_key", mode="before")
+    @classmethod
+    def _insecure_flag(cls, v: Any) -> bool:
+        return _truthy(v, frozenset({"1", "true", "yes", "on"}))
+
+    @field_validator("audit_required", mode="before")
+    @classmethod
+    def _audit_flag(cls, v: Any) -> bool:
+        return _truthy(v, frozenset({"1", "true", "yes"}))
+
+    @field_validator("provider_ttl_seconds", mode="before")
+    @classmethod
+    def _provider_ttl(cls, v: Any) -> float:
+        # Unset, 0 or unparseable → no TTL (process lifetime).
+        try:
+            ttl = float(str(v).strip())
+        except ValueError:
+            return 0.0
+        return ttl if ttl > 0 and ttl == ttl else 0.0
 
 
 class ProviderSettings(Group):
@@ -56,7 +87,9 @@ class ProviderSettings(Group):
     aws_region: str = env("AWS_REGION", "AWS_DEFAULT_REGION", default="")
     aws_sm_endpoint: str = env("NOETL_AWS_SM_ENDPOINT", default="")
     aws_role_arn: str = env("AWS_ROLE_ARN", default="")
-    aws_web_identity_token_file: str = env("AWS_WEB_IDENTITY_TOKEN_FILE", default="")
+    aws_web_identity_token_file: str = env(
+        "AWS_WEB_IDENTITY_TOKEN_FILE", default="/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+    )
     aws_sts_duration_secs: int = env("NOETL_AWS_STS_DURATION_SECS", default=3600)
     aws_sts_endpoint_override: str = env("NOETL_AWS_STS_ENDPOINT_OVERRIDE", default="")
     azure_keyvault_vault: str = env("AZURE_KEYVAULT_VAULT", default="")
@@ -69,5 +102,5 @@ class ProviderSettings(Group):
     azure_tenant_id: str = env("AZURE_TENANT_ID", default="")
     azure_client_id: str = env("AZURE_CLIENT_ID", default="")
     azure_client_secret: str = env("AZURE_CLIENT_SECRET", default="", repr=False)
-    azure_oauth_scope: str = env("NOETL_AZURE_OAUTH_SCOPE", default="https://vault.azure.net/.default")
+    azure_oauth_scope: str = env("NOETL_AZURE_OAUTH_SCOPE", default="https://graph.microsoft.com/.default")
     azure_aad_host: str = env("NOETL_AZURE_AAD_HOST", default="https://login.microsoftonline.com")
