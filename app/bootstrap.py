@@ -19,6 +19,8 @@ from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+OUTBOX_WAKE_SUBJECT = "noetl.internal.outbox.wake"
+
 
 def machine_id(settings: Settings) -> tuple[int, str]:
     """The snowflake node id and where it came from."""
@@ -48,6 +50,15 @@ class Deps:
     @property
     def schema(self) -> str:
         return self.settings.server.schema_name
+
+    def signal_outbox(self) -> None:
+        """Wake the relays after a commit: this process's at once, other processes' over NATS."""
+        self.outbox_wakeup.set()
+        bus = self.bus
+        if bus is not None and bus.nc is not None and bus.connected:
+            # Fire-and-forget core publish: a lost wake-up only costs the relay's poll interval.
+            task = asyncio.ensure_future(bus.nc.publish(OUTBOX_WAKE_SUBJECT, b""))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
 
 async def open_pool(settings: Settings, wait: float | None = None) -> asyncpg.Pool:

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         if role == "replay":
             r.add_argument("--projection")
             r.add_argument("--execution", type=int)
+        if role == "consumers":
+            r.add_argument("--port", type=int, default=0, help="serve /healthz and /metrics on this port")
         r.set_defaults(func=cmd_role(role))
     d = sub.add_parser("dev", help="run every role on embedded PostgreSQL and NATS")
     d.add_argument("--host", default="127.0.0.1")

@@ -23,6 +23,8 @@ class NatsSettings(Group):
     event_subject_prefix: str = env("NOETL_EVENT_NATS_SUBJECT_PREFIX", default="noetl.events")
     event_shard_count: int = env("NOETL_EVENT_NATS_SHARD_COUNT", default=1, ge=1)
     event_max_age_seconds: float = env("NOETL_EVENT_STREAM_MAX_AGE_SECONDS", default=86400.0, gt=0)
+    ingest_stream: str = env("NOETL_INGEST_NATS_STREAM", default="NOETL_INGEST")
+    ingest_subject: str = env("NOETL_INGEST_NATS_SUBJECT", default="noetl.ingest.events")
 
     @property
     def enabled(self) -> bool:

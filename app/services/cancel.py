@@ -132,7 +132,7 @@ async def cancel(deps: Deps, execution_id: int, reason: str | None, cascade: boo
                     continue
                 await _cancel_one(conn, deps, child, crow["catalog_id"], reason, cascade, root_event, now)
                 cancelled.append(str(child))
-    deps.outbox_wakeup.set()
+    deps.signal_outbox()
     return {
         "status": "cancelled",
         "execution_id": str(execution_id),
@@ -202,7 +202,7 @@ async def finalize(deps: Deps, execution_id: int, body: dict[str, Any]) -> dict[
             event_id,
             etype,
         )
-    deps.outbox_wakeup.set()
+    deps.signal_outbox()
     return {
         "status": "finalized",
         "execution_id": str(execution_id),

@@ -136,7 +136,7 @@ async def claim(deps: Deps, event_id: int, worker_id: str, locality: dict[str, A
             }
         if not exhausted:
             await _write_claim(conn, deps, row, worker_id, locality, meta, attempt, reclaim, now)
-    deps.outbox_wakeup.set()
+    deps.signal_outbox()
     if exhausted:
         deps.metrics.command_claims.labels("already_terminal").inc()
         raise Conflict(

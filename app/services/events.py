@@ -290,7 +290,7 @@ async def ingest(
         generated = 0
         if unit.triggers:
             generated = await orchestrate_locked(conn, deps, execution_id, now)
-    deps.outbox_wakeup.set()
+    deps.signal_outbox()
     deps.metrics.event_ingest_duration.observe(time.perf_counter() - started)
     return ids, generated
 

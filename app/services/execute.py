@@ -93,7 +93,7 @@ async def start_execution(deps: Deps, req: dict[str, Any]) -> dict[str, Any]:
             {**cat.playbook.workload, **override},
             decision.state.to_dict(),
         )
-    deps.outbox_wakeup.set()
+    deps.signal_outbox()
     deps.metrics.execute_outcomes.labels("started").inc()
     return {
         "execution_id": str(execution_id),

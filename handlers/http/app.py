@@ -11,6 +11,7 @@ from handlers.http import (
     commands_events,
     executions,
     health,
+    internal_events,
     internal_outbox,
     runtime_info,
     variables,
@@ -25,6 +26,7 @@ MAX_BODY = 64 * 1024 * 1024  # PUT /api/result allows 64 MiB; other routes enfor
 ROUTE_MODULES = [
     health,
     runtime_info,
+    internal_events,
     internal_outbox,
     worker_pool,
     catalog,

@@ -1,0 +1,1 @@
+"""FastStream NATS subscribers of the `consumers` role; each module exposes register(broker, deps)."""
