@@ -102,6 +102,7 @@ class Ingest:
         self.catalog_id: int | None = None
         self.status: str | None = None
         self.triggers = 0
+        self.batch_keys: dict[tuple[str, int], int] = {}
 
     async def load(self, catalog_hint: int | None = None) -> None:
         """Resolve the execution's catalog id; unknown executions are 404."""
@@ -128,29 +129,23 @@ class Ingest:
             return n
         return self.deps.ids.next_id()
 
-    async def add(
-        self,
-        ev: dict[str, Any],
-        worker_id: str | None,
-        actionable_default: bool,
-        extra_meta: dict[str, Any] | None = None,
-    ) -> int:
-        """Store one event; returns its id (0 for a duplicate claim by the same worker)."""
+    async def prepare(self, ev: dict[str, Any], worker_id: str | None, actionable_default: bool,
+                      extra_meta: dict[str, Any] | None = None) -> dict[str, Any] | int:
+        """The row to insert, or the id of an already stored duplicate (0: duplicate claim, same worker)."""
         event_type = ev["event_type"]
         payload = ev.get("payload")
         meta = dict(ev.get("meta") or {})
         step = ev.get("step")
         producer_status = ev.get("status")
-        if (
-            producer_status is None
-            and isinstance(payload, dict)
-            and isinstance(payload.get("status"), str)
-            and event_type in ("command.completed", "command.failed", "call.done", "call.error", "step.exit")
-        ):
+        if producer_status is None and isinstance(payload, dict) and isinstance(payload.get("status"), str) \
+                and event_type in ("command.completed", "command.failed", "call.done", "call.error", "step.exit"):
             producer_status = payload["status"]
         worker = ev.get("worker_id") or worker_id
         command_id = await _command_id(self.conn, self.execution_id, meta, payload)
         if command_id is not None and event_type in LIFECYCLE:
+            key = (event_type, command_id)
+            if key in self.batch_keys:
+                return self.batch_keys[key]
             dup = await self.conn.fetchrow(DEDUPE_SQL, self.execution_id, event_type, command_id)
             if dup is not None:
                 if event_type == "command.claimed":
@@ -179,32 +174,32 @@ class Ingest:
             result["reference"] = {"event_ids": ev["event_ids"], "total_parts": len(ev["event_ids"])}
         created = parse_ts(ev.get("created_at")) if ev.get("created_at") else None
         event_id = self._event_id(ev.get("event_id"))
-        row = {
-            "execution_id": self.execution_id,
-            "catalog_id": self.catalog_id,
-            "event_id": event_id,
-            "created_at": naive_utc(created or self.now),
-            "event_type": event_type,
-            "node_id": step,
-            "node_name": step,
-            "status": status,
-            "result": result,
-            "meta": meta,
-            "error": _error_text(payload) if status == "FAILED" else None,
-            "worker_id": worker,
+        if command_id is not None and event_type in LIFECYCLE:
+            self.batch_keys[(event_type, command_id)] = event_id
+        return {
+            "execution_id": self.execution_id, "catalog_id": self.catalog_id, "event_id": event_id,
+            "created_at": naive_utc(created or self.now), "event_type": event_type, "node_id": step,
+            "node_name": step, "status": status, "result": result, "meta": meta,
+            "error": _error_text(payload) if status == "FAILED" else None, "worker_id": worker,
             "command_id": command_id,
+            # not columns: kept for the command projection after the insert
+            "_payload": payload, "_producer_status": producer_status,
         }
-        inserted = await append_events(self.conn, self.deps.settings, [row], self.now)
-        if event_id not in inserted:
-            return event_id  # (execution_id, event_id) already stored: a retry, not a new event
-        self.deps.metrics.events_ingested.labels(event_type, status).inc()
-        if command_id is not None:
-            await self._project_command(
-                event_type, command_id, event_id, status, payload, worker, producer_status
-            )
-        if effective_type(event_type, producer_status, payload) in TRIGGER_TYPES:
-            self.triggers += 1
-        return event_id
+
+    async def store(self, rows: list[dict[str, Any]]) -> set[int]:
+        """Insert the prepared rows in one statement; project commands and count triggers of new ones."""
+        clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+        inserted = await append_events(self.conn, self.deps.settings, clean, self.now)
+        for r in rows:
+            if r["event_id"] not in inserted:
+                continue
+            self.deps.metrics.events_ingested.labels(r["event_type"], r["status"]).inc()
+            if r["command_id"] is not None:
+                await self._project_command(r["event_type"], r["command_id"], r["event_id"], r["status"],
+                                            r["_payload"], r["worker_id"], r["_producer_status"])
+            if effective_type(r["event_type"], r["_producer_status"], r["_payload"]) in TRIGGER_TYPES:
+                self.triggers += 1
+        return inserted
 
     async def _project_command(
         self,
@@ -286,7 +281,11 @@ async def ingest(
         await lock_execution(conn, execution_id)
         unit = Ingest(conn, deps, execution_id, now)
         await unit.load(catalog_hint)
-        ids = [await unit.add(ev, worker_id, actionable_default, extra_meta) for ev in events]
+        prepared = [await unit.prepare(ev, worker_id, actionable_default, extra_meta) for ev in events]
+        rows = [p for p in prepared if isinstance(p, dict)]
+        if rows:
+            await unit.store(rows)
+        ids = [p["event_id"] if isinstance(p, dict) else p for p in prepared]
         generated = 0
         if unit.triggers:
             generated = await orchestrate_locked(conn, deps, execution_id, now)
