@@ -129,16 +129,25 @@ class Ingest:
             return n
         return self.deps.ids.next_id()
 
-    async def prepare(self, ev: dict[str, Any], worker_id: str | None, actionable_default: bool,
-                      extra_meta: dict[str, Any] | None = None) -> dict[str, Any] | int:
+    async def prepare(
+        self,
+        ev: dict[str, Any],
+        worker_id: str | None,
+        actionable_default: bool,
+        extra_meta: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | int:
         """The row to insert, or the id of an already stored duplicate (0: duplicate claim, same worker)."""
         event_type = ev["event_type"]
         payload = ev.get("payload")
         meta = dict(ev.get("meta") or {})
         step = ev.get("step")
         producer_status = ev.get("status")
-        if producer_status is None and isinstance(payload, dict) and isinstance(payload.get("status"), str) \
-                and event_type in ("command.completed", "command.failed", "call.done", "call.error", "step.exit"):
+        if (
+            producer_status is None
+            and isinstance(payload, dict)
+            and isinstance(payload.get("status"), str)
+            and event_type in ("command.completed", "command.failed", "call.done", "call.error", "step.exit")
+        ):
             producer_status = payload["status"]
         worker = ev.get("worker_id") or worker_id
         command_id = await _command_id(self.conn, self.execution_id, meta, payload)
@@ -177,13 +186,22 @@ class Ingest:
         if command_id is not None and event_type in LIFECYCLE:
             self.batch_keys[(event_type, command_id)] = event_id
         return {
-            "execution_id": self.execution_id, "catalog_id": self.catalog_id, "event_id": event_id,
-            "created_at": naive_utc(created or self.now), "event_type": event_type, "node_id": step,
-            "node_name": step, "status": status, "result": result, "meta": meta,
-            "error": _error_text(payload) if status == "FAILED" else None, "worker_id": worker,
+            "execution_id": self.execution_id,
+            "catalog_id": self.catalog_id,
+            "event_id": event_id,
+            "created_at": naive_utc(created or self.now),
+            "event_type": event_type,
+            "node_id": step,
+            "node_name": step,
+            "status": status,
+            "result": result,
+            "meta": meta,
+            "error": _error_text(payload) if status == "FAILED" else None,
+            "worker_id": worker,
             "command_id": command_id,
             # not columns: kept for the command projection after the insert
-            "_payload": payload, "_producer_status": producer_status,
+            "_payload": payload,
+            "_producer_status": producer_status,
         }
 
     async def store(self, rows: list[dict[str, Any]]) -> set[int]:
@@ -195,8 +213,15 @@ class Ingest:
                 continue
             self.deps.metrics.events_ingested.labels(r["event_type"], r["status"]).inc()
             if r["command_id"] is not None:
-                await self._project_command(r["event_type"], r["command_id"], r["event_id"], r["status"],
-                                            r["_payload"], r["worker_id"], r["_producer_status"])
+                await self._project_command(
+                    r["event_type"],
+                    r["command_id"],
+                    r["event_id"],
+                    r["status"],
+                    r["_payload"],
+                    r["worker_id"],
+                    r["_producer_status"],
+                )
             if effective_type(r["event_type"], r["_producer_status"], r["_payload"]) in TRIGGER_TYPES:
                 self.triggers += 1
         return inserted
