@@ -106,7 +106,7 @@ def naive_utc(value: datetime) -> datetime:
 
 async def append_events(
     conn: Conn, settings: Settings, rows: list[dict[str, Any]], now: datetime | None = None
-) -> set[int]:
+) -> dict[int, int]:
     """Insert events idempotently and, with the mirror on, their outbox rows in the same statement.
 
     The caller holds pg_advisory_xact_lock(execution_id) (rule 4 of ARCHITECTURE.md)."""

@@ -204,7 +204,7 @@ class Ingest:
             "_producer_status": producer_status,
         }
 
-    async def store(self, rows: list[dict[str, Any]]) -> set[int]:
+    async def store(self, rows: list[dict[str, Any]]) -> dict[int, int]:
         """Insert the prepared rows in one statement; project commands and count triggers of new ones."""
         clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
         inserted = await append_events(self.conn, self.deps.settings, clean, self.now)

@@ -12,7 +12,7 @@ from app.services.eventlog import TRIGGER_TYPES, append_events, naive_utc, termi
 from app.services.events_rows import row_for_engine
 from app.services.playbooks import PlaybookCache
 from app.sharding import shard_for
-from app.store.rows import insert_commands, insert_outbox
+from app.store.rows import insert_commands_with_outbox
 
 EXECUTION_STATE_SQL = """
 SELECT catalog_id, status, state, state_seq, parent_execution_id FROM execution WHERE execution_id = $1
@@ -71,8 +71,8 @@ async def write_decision(
     parent_execution_id: int | None,
     decision: Decision,
     now: datetime,
-) -> None:
-    """Events (+ mirror rows), command rows and command notifications, in the caller's transaction."""
+) -> int:
+    """Events (+ mirror rows), command rows and notifications in the caller's transaction; the max seq."""
     created = naive_utc(now)
     rows = []
     for ev in decision.events:
@@ -81,11 +81,12 @@ async def write_decision(
         pe = row.get("parent_execution_id")
         row["parent_execution_id"] = int(pe) if pe not in (None, "") else None
         rows.append(row)
-    await append_events(conn, deps.settings, rows, now)
+    seqs = await append_events(conn, deps.settings, rows, now)
     if decision.commands:
         await _write_commands(
             conn, deps, execution_id, catalog_id, path, state_pool, parent_execution_id, decision.commands
         )
+    return max(seqs.values(), default=0)
 
 
 async def _write_commands(
@@ -145,8 +146,7 @@ async def _write_commands(
             }
         )
         deps.metrics.command_publish.labels("outbox", pool).inc()
-    await insert_commands(conn, cmd_rows)
-    await insert_outbox(conn, outbox_rows)
+    await insert_commands_with_outbox(conn, cmd_rows, outbox_rows)
 
 
 def _summary(decision: Decision) -> tuple[str, int, str | None, str | None, str | None, Any]:
@@ -190,6 +190,7 @@ async def orchestrate_locked(conn: Conn, deps: Deps, execution_id: int, now: dat
     generated = 0
     last_decision: Decision | None = None
     parent = ex["parent_execution_id"]
+    max_seq = max(int(r["seq"] or 0) for r in rows)
     for rec in rows:
         row = row_for_engine(rec)
         if rec["event_type"] in TRIGGER_TYPES or rec["event_type"] == "call.done":
@@ -202,15 +203,15 @@ async def orchestrate_locked(conn: Conn, deps: Deps, execution_id: int, now: dat
                 now=now,
             )
             if d.events or d.commands:
-                await write_decision(
+                written = await write_decision(
                     conn, deps, execution_id, cat.catalog_id, cat.path, state.execution_pool, parent, d, now
                 )
+                max_seq = max(max_seq, written)
                 generated += len(d.commands)
                 last_decision = d
             state = d.state
         else:
             state = fold(state, row)
-    max_seq = await conn.fetchval("SELECT max(seq) FROM event WHERE execution_id = $1", execution_id)
     status, last_id, last_type, last_node, error, result = (
         _summary(last_decision)
         if last_decision

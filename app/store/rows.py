@@ -78,7 +78,7 @@ def _recordset_sql(table: str, columns: tuple[tuple[str, str], ...], suffix: str
 
 
 INSERT_EVENTS = _recordset_sql(
-    "event", EVENT_COLUMNS, "ON CONFLICT (execution_id, event_id) DO NOTHING RETURNING event_id"
+    "event", EVENT_COLUMNS, "ON CONFLICT (execution_id, event_id) DO NOTHING RETURNING event_id, seq"
 )
 INSERT_COMMANDS = _recordset_sql(
     "command", COMMAND_COLUMNS, "ON CONFLICT (execution_id, command_id) DO NOTHING"
@@ -95,26 +95,45 @@ INSERT_EVENTS_WITH_MIRROR = (
         OUTBOX_COLUMNS,
         "WHERE x.event_id IN (SELECT event_id FROM ins) ON CONFLICT (event_id, kind) DO NOTHING",
     ).replace("$1", "$2")
-    + ") SELECT event_id FROM ins"
+    + ") SELECT event_id, seq FROM ins"
 )
 
 
 async def insert_events_with_mirror(
     conn: Conn, rows: list[dict[str, Any]], mirror: list[dict[str, Any]]
-) -> set[int]:
-    """Insert events and the mirror outbox rows of the newly inserted ones in one round trip."""
+) -> dict[int, int]:
+    """Insert events and the mirror outbox rows of the newly inserted ones in one round trip.
+
+    Returns {event_id: seq} of the rows that were new."""
     if not rows:
-        return set()
+        return {}
     recs = await conn.fetch(INSERT_EVENTS_WITH_MIRROR, rows, mirror)
-    return {r["event_id"] for r in recs}
+    return {r["event_id"]: r["seq"] for r in recs}
 
 
-async def insert_events(conn: Conn, rows: list[dict[str, Any]]) -> set[int]:
-    """Insert events idempotently; return the ids that were new."""
+async def insert_events(conn: Conn, rows: list[dict[str, Any]]) -> dict[int, int]:
+    """Insert events idempotently; return {event_id: seq} of the new ones."""
     if not rows:
-        return set()
+        return {}
     recs = await conn.fetch(INSERT_EVENTS, rows)
-    return {r["event_id"] for r in recs}
+    return {r["event_id"]: r["seq"] for r in recs}
+
+
+INSERT_COMMANDS_WITH_OUTBOX = (
+    "WITH c AS ("
+    + INSERT_COMMANDS
+    + "), o AS ("
+    + _recordset_sql("outbox", OUTBOX_COLUMNS, "ON CONFLICT (event_id, kind) DO NOTHING").replace("$1", "$2")
+    + ") SELECT 1"
+)
+
+
+async def insert_commands_with_outbox(
+    conn: Conn, rows: list[dict[str, Any]], outbox: list[dict[str, Any]]
+) -> None:
+    """Command rows and their notification outbox rows in one round trip."""
+    if rows:
+        await conn.execute(INSERT_COMMANDS_WITH_OUTBOX, rows, outbox)
 
 
 async def insert_commands(conn: Conn, rows: list[dict[str, Any]]) -> None:
