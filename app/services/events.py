@@ -103,12 +103,20 @@ class Ingest:
         self.status: str | None = None
         self.triggers = 0
         self.batch_keys: dict[tuple[str, int], int] = {}
+        self.execution_row: Any = None
 
-    async def load(self, catalog_hint: int | None = None) -> None:
-        """Resolve the execution's catalog id; unknown executions are 404."""
-        row = await self.conn.fetchrow(EXECUTION_SQL, self.execution_id)
+    async def load(self, catalog_hint: int | None = None, with_state: bool = False) -> None:
+        """Resolve the execution's catalog id; unknown executions are 404.
+
+        With `with_state` the orchestration row is read in the same query (a trigger is coming)."""
+        from app.services.orchestration import EXECUTION_STATE_SQL
+
+        row = await self.conn.fetchrow(
+            EXECUTION_STATE_SQL if with_state else EXECUTION_SQL, self.execution_id
+        )
         if row is not None:
             self.catalog_id, self.status = row["catalog_id"], row["status"]
+            self.execution_row = row if with_state else None
             return
         cid = await self.conn.fetchval(FIRST_EVENT_CATALOG_SQL, self.execution_id)
         if cid is None:
@@ -305,7 +313,11 @@ async def ingest(
     async with deps.pool.acquire() as conn, conn.transaction():
         await lock_execution(conn, execution_id)
         unit = Ingest(conn, deps, execution_id, now)
-        await unit.load(catalog_hint)
+        expects_trigger = any(
+            effective_type(str(ev.get("event_type")), ev.get("status"), ev.get("payload")) in TRIGGER_TYPES
+            for ev in events
+        )
+        await unit.load(catalog_hint, with_state=expects_trigger)
         prepared = [await unit.prepare(ev, worker_id, actionable_default, extra_meta) for ev in events]
         rows = [p for p in prepared if isinstance(p, dict)]
         if rows:
@@ -313,7 +325,7 @@ async def ingest(
         ids = [p["event_id"] if isinstance(p, dict) else p for p in prepared]
         generated = 0
         if unit.triggers:
-            generated = await orchestrate_locked(conn, deps, execution_id, now)
+            generated = await orchestrate_locked(conn, deps, execution_id, now, prefetched=unit.execution_row)
     deps.signal_outbox()
     deps.metrics.event_ingest_duration.observe(time.perf_counter() - started)
     return ids, generated

@@ -172,12 +172,14 @@ def _summary(decision: Decision) -> tuple[str, int, str | None, str | None, str 
     )
 
 
-async def orchestrate_locked(conn: Conn, deps: Deps, execution_id: int, now: datetime | None = None) -> int:
+async def orchestrate_locked(
+    conn: Conn, deps: Deps, execution_id: int, now: datetime | None = None, prefetched: Any = None
+) -> int:
     """Fold events stored since the cached state and run a pass per trigger; returns commands issued.
 
     The caller holds the execution lock inside an open transaction."""
     now = now or datetime.now(UTC)
-    ex = await conn.fetchrow(EXECUTION_STATE_SQL, execution_id)
+    ex = prefetched if prefetched is not None else await conn.fetchrow(EXECUTION_STATE_SQL, execution_id)
     if ex is None:
         return 0
     if ex["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
