@@ -112,8 +112,17 @@ async def append_events(
     The caller holds pg_advisory_xact_lock(execution_id) (rule 4 of ARCHITECTURE.md)."""
     if not settings.server.event_mirror_enabled:
         return await insert_events(conn, rows)
+    return await insert_events_with_mirror(conn, rows, mirror_rows(settings, rows, now))
+
+
+def mirror_rows(
+    settings: Settings, rows: list[dict[str, Any]], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The outbox rows that mirror these events to NOETL_EVENTS (empty when the mirror is off)."""
+    if not settings.server.event_mirror_enabled:
+        return []
     ts = now or datetime.now(UTC)
-    mirror = [
+    return [
         {
             "execution_id": r.get("execution_id"),
             "event_id": r["event_id"],
@@ -124,4 +133,3 @@ async def append_events(
         }
         for r in rows
     ]
-    return await insert_events_with_mirror(conn, rows, mirror)

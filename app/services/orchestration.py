@@ -8,11 +8,11 @@ from typing import Any
 from app.bootstrap import Deps
 from app.db.types import Conn
 from app.domain import Decision, ExecutionState, NewCommand, decide, fold
-from app.services.eventlog import TRIGGER_TYPES, append_events, naive_utc, terminal_status
+from app.services.eventlog import TRIGGER_TYPES, mirror_rows, naive_utc, terminal_status
 from app.services.events_rows import row_for_engine
 from app.services.playbooks import PlaybookCache
 from app.sharding import shard_for
-from app.store.rows import insert_commands_with_outbox
+from app.store.rows import insert_decision
 
 EXECUTION_STATE_SQL = """
 SELECT catalog_id, status, state, state_seq, parent_execution_id FROM execution WHERE execution_id = $1
@@ -81,16 +81,14 @@ async def write_decision(
         pe = row.get("parent_execution_id")
         row["parent_execution_id"] = int(pe) if pe not in (None, "") else None
         rows.append(row)
-    seqs = await append_events(conn, deps.settings, rows, now)
-    if decision.commands:
-        await _write_commands(
-            conn, deps, execution_id, catalog_id, path, state_pool, parent_execution_id, decision.commands
-        )
+    cmd_rows, notifications = _command_rows(
+        deps, execution_id, catalog_id, path, state_pool, parent_execution_id, decision.commands
+    )
+    seqs = await insert_decision(conn, rows, mirror_rows(deps.settings, rows, now), cmd_rows, notifications)
     return max(seqs.values(), default=0)
 
 
-async def _write_commands(
-    conn: Conn,
+def _command_rows(
     deps: Deps,
     execution_id: int,
     catalog_id: int,
@@ -98,7 +96,8 @@ async def _write_commands(
     state_pool: str | None,
     parent_execution_id: int | None,
     commands: list[NewCommand],
-) -> None:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Command projection rows and their notification outbox rows."""
     pool = pool_for(state_pool, path)
     subject = command_subject(deps, pool, execution_id)
     server_url = deps.settings.server.server_url
@@ -146,7 +145,7 @@ async def _write_commands(
             }
         )
         deps.metrics.command_publish.labels("outbox", pool).inc()
-    await insert_commands_with_outbox(conn, cmd_rows, outbox_rows)
+    return cmd_rows, outbox_rows
 
 
 def _summary(decision: Decision) -> tuple[str, int, str | None, str | None, str | None, Any]:

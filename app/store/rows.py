@@ -128,6 +128,35 @@ INSERT_COMMANDS_WITH_OUTBOX = (
 )
 
 
+INSERT_DECISION = (
+    "WITH ins AS ("
+    + INSERT_EVENTS
+    + "), ob AS ("
+    + _recordset_sql(
+        "outbox",
+        OUTBOX_COLUMNS,
+        "WHERE x.event_id IN (SELECT event_id FROM ins) ON CONFLICT (event_id, kind) DO NOTHING",
+    ).replace("$1", "$2")
+    + "), c AS ("
+    + INSERT_COMMANDS.replace("$1", "$3")
+    + "), co AS ("
+    + _recordset_sql("outbox", OUTBOX_COLUMNS, "ON CONFLICT (event_id, kind) DO NOTHING").replace("$1", "$4")
+    + ") SELECT event_id, seq FROM ins"
+)
+
+
+async def insert_decision(
+    conn: Conn,
+    events: list[dict[str, Any]],
+    mirror: list[dict[str, Any]],
+    commands: list[dict[str, Any]],
+    notifications: list[dict[str, Any]],
+) -> dict[int, int]:
+    """One orchestration pass's events, mirror rows, command rows and notifications in one round trip."""
+    recs = await conn.fetch(INSERT_DECISION, events, mirror, commands, notifications)
+    return {r["event_id"]: r["seq"] for r in recs}
+
+
 async def insert_commands_with_outbox(
     conn: Conn, rows: list[dict[str, Any]], outbox: list[dict[str, Any]]
 ) -> None:

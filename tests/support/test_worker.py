@@ -68,6 +68,7 @@ class TestWorker:
         self.task: asyncio.Task[None] | None = None
         self.hold = asyncio.Event()
         self.hold.set()
+        self.errors: list[str] = []
 
     async def __aenter__(self) -> TestWorker:
         self.nc = await nats.connect(self.nats_url)
@@ -104,7 +105,13 @@ class TestWorker:
                 await self.hold.wait()
                 note = json.loads(msg.data)
                 await msg.ack()
-                asyncio.create_task(self.handle(note))
+                asyncio.create_task(self._guarded(note))
+
+    async def _guarded(self, note: dict[str, Any]) -> None:
+        try:
+            await self.handle(note)
+        except Exception as exc:  # surfaced by tests through .errors
+            self.errors.append(f"{type(exc).__name__}: {exc}")
 
     async def handle(self, note: dict[str, Any]) -> None:
         base = note["server_url"]

@@ -23,7 +23,10 @@ async def test_linear_playbook_completes(db_dsn: str, nats_url: str, dialect: st
         )
         assert status == 200 and started["status"] == "started" and started["commands_generated"] == 1
         assert isinstance(started["execution_id"], str)
-        final = await wait_terminal(api, started["execution_id"])
+        try:
+            final = await wait_terminal(api, started["execution_id"])
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; worker errors: {worker.errors}; claims: {worker.claim_statuses}") from None
         assert final["status"] == "COMPLETED" and final["completed"] is True and final["failed"] is False
         assert final["completed_steps"] == ["start", "add", "end"]
         claim = worker.claims[0]
