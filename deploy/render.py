@@ -63,7 +63,7 @@ def _tokens(src: str) -> list[tuple[str, str]]:
     while pos < len(src):
         m = _TOKEN.match(src, pos)
         if not m or m.end() == pos:
-            raise TemplateError(f"cannot parse action near {src[pos:pos + 30]!r}")
+            raise TemplateError(f"cannot parse action near {src[pos : pos + 30]!r}")
         kind = m.lastgroup or ""
         out.append((kind, m.group(kind)))
         pos = m.end()
@@ -208,7 +208,7 @@ def _pipeline(toks: list[tuple[str, str]]) -> list[list[Any]]:
 
 
 def _truthy(v: Any) -> bool:
-    return not (v is None or v is False or v == 0 and not isinstance(v, bool) or v in ("", [], {}))
+    return not (v is None or v is False or (v == 0 and not isinstance(v, bool)) or v in ("", [], {}))
 
 
 def _fmt(v: Any) -> str:
@@ -403,8 +403,10 @@ class Renderer:
         if kind == "num":
             return float(val) if "." in val else int(val)
         if kind == "ident":
-            return {"true": True, "false": False, "nil": None}[val] if val in ("true", "false", "nil") else (
-                self.command([op], dot, scope, _NOARG)
+            return (
+                {"true": True, "false": False, "nil": None}[val]
+                if val in ("true", "false", "nil")
+                else (self.command([op], dot, scope, _NOARG))
             )
         if kind == "field":
             return _path(dot, [p for p in val.split(".") if p])

@@ -122,7 +122,9 @@ def _config_env_names() -> set[str]:
     for path in (ROOT / "app" / "config").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "env":
-                names |= {a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+                names |= {
+                    a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
+                }
     return names
 
 
@@ -144,7 +146,14 @@ def _secret_field_env_names() -> set[str]:
     out: set[str] = set()
     from app.config import DatabaseSettings, ProviderSettings, SecretsSettings
 
-    for cls in (ServerSettings, DatabaseSettings, NatsSettings, SecretsSettings, WorkerSettings, ProviderSettings):
+    for cls in (
+        ServerSettings,
+        DatabaseSettings,
+        NatsSettings,
+        SecretsSettings,
+        WorkerSettings,
+        ProviderSettings,
+    ):
         for field in cls.model_fields.values():
             if field.repr is False and field.validation_alias is not None:
                 out |= set(field.validation_alias.choices)  # type: ignore[union-attr]
@@ -361,8 +370,11 @@ def test_machine_ids_are_distinct_per_replica(objs: list[dict[str, Any]]) -> Non
 
 def test_machine_ids_scale_with_replicas_and_overlap_fails() -> None:
     objs = render({"api": {"replicas": 5}, "consumers": {"replicas": 2}})
-    ids = [env_of(d)["NOETL_SERVER_MACHINE_ID"]["value"] for d in of_kind(objs, "Deployment")
-           if component(d) in ("api", "consumers")]
+    ids = [
+        env_of(d)["NOETL_SERVER_MACHINE_ID"]["value"]
+        for d in of_kind(objs, "Deployment")
+        if component(d) in ("api", "consumers")
+    ]
     assert len(ids) == 7 == len(set(ids))
     with pytest.raises(render_mod.TemplateError, match="overlap"):
         render({"api": {"replicas": 3}, "consumers": {"machineIdBase": 2}})
@@ -404,7 +416,9 @@ def test_worker_pools_filters_and_durables_match_worker_settings(
         env = literal_env(d, objs)
         assert env["NOETL_FEED_FILTER_SUBJECT"] == f"{_default(NatsSettings, 'subject')}.{pool}.>"
         # The durable the code derives from the filter alone equals the one the manifest pins.
-        derived = _worker_settings({"NOETL_FEED_FILTER_SUBJECT": env["NOETL_FEED_FILTER_SUBJECT"]}, monkeypatch)
+        derived = _worker_settings(
+            {"NOETL_FEED_FILTER_SUBJECT": env["NOETL_FEED_FILTER_SUBJECT"]}, monkeypatch
+        )
         assert derived.pool_segment == pool
         assert env["NATS_CONSUMER"] == derived.durable_name == f"noetl_worker_pool_{pool}"
         ws = _worker_settings(env, monkeypatch)
@@ -426,7 +440,9 @@ def test_only_the_system_pool_holds_the_internal_token(
     system = env_of(pools["system"])
     assert system["NOETL_INTERNAL_API_TOKEN"]["valueFrom"]["secretKeyRef"]
     assert system["NOETL_KEYCHAIN_ENV_VARS"]["value"] == "NOETL_INTERNAL_API_TOKEN"
-    ws = _worker_settings({"NOETL_KEYCHAIN_ENV_VARS": system["NOETL_KEYCHAIN_ENV_VARS"]["value"]}, monkeypatch)
+    ws = _worker_settings(
+        {"NOETL_KEYCHAIN_ENV_VARS": system["NOETL_KEYCHAIN_ENV_VARS"]["value"]}, monkeypatch
+    )
     assert ws.env_allowlist == ["NOETL_INTERNAL_API_TOKEN"]
     for pool, d in pools.items():
         if pool != "system":
@@ -449,7 +465,9 @@ def test_system_pool_scales_on_outbox_pending_count(default_objs: list[dict[str,
     assert md["valueLocation"] == "pending" and md["authMode"] == "bearer"
     auth = by_name(default_objs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
     (ref,) = auth["spec"]["secretTargetRef"]
-    token_ref = env_of(worker_pools(default_objs)["system"])["NOETL_INTERNAL_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    token_ref = env_of(worker_pools(default_objs)["system"])["NOETL_INTERNAL_API_TOKEN"]["valueFrom"][
+        "secretKeyRef"
+    ]
     assert ref["parameter"] == "token" and {ref["name"], ref["key"]} == {token_ref["name"], token_ref["key"]}
 
 
