@@ -26,7 +26,9 @@ async def test_linear_playbook_completes(db_dsn: str, nats_url: str, dialect: st
         try:
             final = await wait_terminal(api, started["execution_id"])
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; worker errors: {worker.errors}; claims: {worker.claim_statuses}") from None
+            raise AssertionError(
+                f"{exc}; worker errors: {worker.errors}; claims: {worker.claim_statuses}"
+            ) from None
         assert final["status"] == "COMPLETED" and final["completed"] is True and final["failed"] is False
         assert final["completed_steps"] == ["start", "add", "end"]
         claim = worker.claims[0]
