@@ -9,11 +9,14 @@ from handlers.errors import error_middleware
 from handlers.http import (
     catalog,
     commands_events,
+    credentials,
     executions,
     health,
     internal_outbox,
+    keychain,
     runtime_info,
     variables,
+    wallet_internal,
     worker_pool,
 )
 from handlers.http.internal_auth import internal_gate_middleware
@@ -31,6 +34,9 @@ ROUTE_MODULES = [
     executions,
     commands_events,
     variables,
+    credentials,
+    keychain,
+    wallet_internal,
 ]
 
 
