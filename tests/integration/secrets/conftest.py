@@ -55,7 +55,8 @@ async def vault(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeVault]:
     fake = FakeVault()
 
     async def handler(request: web.Request) -> web.Response:
-        path = request.match_info["path"]
+        mount, path = request.match_info["mount"], request.match_info["path"]
+        path = path if mount == "secret" else f"{mount}/{path}"  # the reference as the playbook wrote it
         fake.hits.append(path)
         if request.headers.get("X-Vault-Token") != "vault-test-token":
             return web.json_response({"errors": ["permission denied"]}, status=403)
@@ -66,7 +67,7 @@ async def vault(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeVault]:
         )
 
     app = web.Application()
-    app.router.add_get("/v1/secret/data/{path:.*}", handler)
+    app.router.add_get("/v1/{mount}/data/{path:.*}", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -138,3 +139,35 @@ async def start_execution(api: Api, path: str, keychain_yaml: str) -> tuple[int,
 
 
 AsyncCheck = Callable[[], Awaitable[Any]]
+
+
+# ------------------------------------------------------------------ a generic fake HTTP peer (broker stand-in)
+
+
+@dataclass
+class FakePeer:
+    url: str = ""
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    status: int = 200
+    body: str = "{}"
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[FakePeer]:
+    """Answers every request with (status, body) and records (path, headers, body)."""
+    fake = FakePeer()
+
+    async def handler(request: web.Request) -> web.Response:
+        fake.requests.append((request.path, dict(request.headers), await request.read()))
+        return web.Response(status=fake.status, text=fake.body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    fake.url = f"http://127.0.0.1:{port}"
+    yield fake
+    await runner.cleanup()
