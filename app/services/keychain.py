@@ -89,7 +89,12 @@ def _ttl_left(expires_at: datetime, now: datetime) -> int:
 
 
 async def get_entry(
-    db: Executor, cipher: EnvelopeCipher, catalog_id: int, name: str, scope_type: str, execution_id: int | None
+    db: Executor,
+    cipher: EnvelopeCipher,
+    catalog_id: int,
+    name: str,
+    scope_type: str,
+    execution_id: int | None,
 ) -> dict[str, Any]:
     """GET /api/keychain/{catalog_id}/{name}: not_found, expired (no data, no bump) or success."""
     key = cache_key(name, catalog_id, scope_type, execution_id)

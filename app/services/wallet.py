@@ -56,7 +56,9 @@ class WalletRuntime:
             cache_get=self._cache_get,
             cache_put=self._cache_put,
         )
-        self._sealed = SealedService(self._resolver, w.broker, w.metrics, w.audit, server_region=w.server_region)
+        self._sealed = SealedService(
+            self._resolver, w.broker, w.metrics, w.audit, server_region=w.server_region
+        )
 
     @property
     def resolver(self) -> SecretResolver:

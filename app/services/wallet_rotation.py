@@ -41,7 +41,9 @@ def _rows_updated(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def rotate(db: Executor, cipher: EnvelopeCipher, metrics: SecretsMetrics, body: RotateIn) -> dict[str, Any]:
+async def rotate(
+    db: Executor, cipher: EnvelopeCipher, metrics: SecretsMetrics, body: RotateIn
+) -> dict[str, Any]:
     """One synchronous rotation pass: the credential table, then the keychain table."""
     batch = clamp(body.batch_size, 100)
     max_batches = clamp(body.max_batches, 1000)

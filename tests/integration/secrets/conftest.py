@@ -62,9 +62,7 @@ async def vault(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeVault]:
             return web.json_response({"errors": ["permission denied"]}, status=403)
         if path not in fake.values:
             return web.json_response({"errors": []}, status=404)
-        return web.json_response(
-            {"data": {"data": {"value": fake.values[path]}, "metadata": {"version": 3}}}
-        )
+        return web.json_response({"data": {"data": {"value": fake.values[path]}, "metadata": {"version": 3}}})
 
     app = web.Application()
     app.router.add_get("/v1/{mount}/data/{path:.*}", handler)
@@ -113,20 +111,24 @@ async def register_worker(api: Api, worker_id: str, public_key: str | None = Non
 
 
 def keychain_playbook(path: str, keychain_yaml: str) -> str:
-    return textwrap.dedent(
-        f"""
+    return (
+        textwrap.dedent(
+            f"""
         apiVersion: noetl.io/v2
         kind: Playbook
         metadata: {{name: {path.rsplit("/", 1)[-1]}, path: {path}}}
         workload: {{env: prod, cred_name: stored-db}}
         keychain:
         """
-    ) + textwrap.indent(textwrap.dedent(keychain_yaml).strip("\n"), "  ") + textwrap.dedent(
-        """
+        )
+        + textwrap.indent(textwrap.dedent(keychain_yaml).strip("\n"), "  ")
+        + textwrap.dedent(
+            """
         workflow:
           - step: start
             tool: {kind: noop}
         """
+        )
     )
 
 

@@ -90,7 +90,10 @@ async def test_request_rejections(api: Api) -> None:
     status, body = await _post(api, {"name": "n", "type": "x"})
     assert status == 422
     status, _, _ = await api.request(
-        "POST", "/api/credentials", data=b'{"name":"n","type":"x","data":{}}', headers={"Content-Type": "text/plain"}
+        "POST",
+        "/api/credentials",
+        data=b'{"name":"n","type":"x","data":{}}',
+        headers={"Content-Type": "text/plain"},
     )
     assert status == 415
     status, _, _ = await api.request(
@@ -137,6 +140,12 @@ async def test_envelope_at_rest(api: Api, db_dsn: str) -> None:
         await conn.close()
     assert secret not in raw and secret not in dump and "password" not in raw
     rec = parse_record(raw)
-    assert (rec.v, rec.alg, rec.p, rec.kid, rec.kv) == (1, "AES-256-GCM", "local", "env:NOETL_ENCRYPTION_KEY", "v1")
+    assert (rec.v, rec.alg, rec.p, rec.kid, rec.kv) == (
+        1,
+        "AES-256-GCM",
+        "local",
+        "env:NOETL_ENCRYPTION_KEY",
+        "v1",
+    )
     assert raw.startswith('{"v":1,"alg":')
     assert KEY not in raw

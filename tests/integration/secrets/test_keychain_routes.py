@@ -42,18 +42,30 @@ async def test_set_get_expire_delete_list(api: Api, db_dsn: str) -> None:
     # the Python worker's body: token_data + ttl_seconds + credential_type + cache_type
     status, body = await api.post(
         f"{base}/py",
-        json={"token_data": {"access_token": "t"}, "ttl_seconds": 120, "credential_type": "oauth2",
-              "cache_type": "token", "scope_type": "local", "execution_id": "77", "auto_renew": True,
-              "renew_config": {"url": "x"}},
+        json={
+            "token_data": {"access_token": "t"},
+            "ttl_seconds": 120,
+            "credential_type": "oauth2",
+            "cache_type": "token",
+            "scope_type": "local",
+            "execution_id": "77",
+            "auto_renew": True,
+            "renew_config": {"url": "x"},
+        },
     )
     assert status == 200 and body["cache_key"] == f"py:{cid}:77" and body["auto_renew"] is True
     status, got = await api.get(f"{base}/py?scope_type=local&execution_id=77")
     assert got["status"] == "success" and got["token_data"] == {"access_token": "t"}
-    assert got["cache_type"] == "token" and got["credential_type"] == "oauth2" and got["renew_config"] == {"url": "x"}
+    assert (
+        got["cache_type"] == "token"
+        and got["credential_type"] == "oauth2"
+        and got["renew_config"] == {"url": "x"}
+    )
     # expires_at wins over expires_in
     at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
     status, body = await api.post(
-        f"{base}/both", json={"data": "s", "expires_at": at.isoformat().replace("+00:00", "Z"), "expires_in": 5}
+        f"{base}/both",
+        json={"data": "s", "expires_at": at.isoformat().replace("+00:00", "Z"), "expires_in": 5},
     )
     assert status == 200 and _ts(body["expires_at"]) == at
     # neither → 422; no data → 422; bad cache_type → 422
@@ -108,7 +120,9 @@ async def test_cache_keys_and_rejections(api: Api) -> None:
         assert status == 200 and out["cache_key"] == expected, (scope, eid, out)
     status, body = await api.get(f"/api/keychain/{cid}/n?scope_type=weird")
     assert status == 422 and body["status"] == 422
-    assert (await api.post(f"/api/keychain/{cid}/n", json={"data": 1, "expires_in": 1, "scope_type": "weird"}))[0] == 422
+    assert (
+        await api.post(f"/api/keychain/{cid}/n", json={"data": 1, "expires_in": 1, "scope_type": "weird"})
+    )[0] == 422
     assert (await api.get("/api/keychain/abc/n"))[0] == 400  # catalog_id not an i64
     assert (await api.get(f"/api/keychain/{cid}/n?execution_id=x"))[0] == 400
     # unknown catalog → 404; body above 2 MiB → 413

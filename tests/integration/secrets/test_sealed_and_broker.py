@@ -144,8 +144,16 @@ async def test_strict_residency_blocks_before_the_provider(db_dsn: str, vault: F
         status, body = await api.get(f"/api/credentials/eu_db/sealed?worker_id=w-res&execution_id={eid}")
         assert status == 403 and vault.hits == []
         assert sample(api, SEALED, status="residency_violation") == 1
-        assert sample(api, "noetl_secret_residency_check_total", policy="strict", decision="violation_blocked") == 2
-        assert sample(api, "noetl_secret_provider_build_total", provider="vault", region="eu-central-1", status="ok") == 0
+        assert (
+            sample(api, "noetl_secret_residency_check_total", policy="strict", decision="violation_blocked")
+            == 2
+        )
+        assert (
+            sample(
+                api, "noetl_secret_provider_build_total", provider="vault", region="eu-central-1", status="ok"
+            )
+            == 0
+        )
         assert "pw-eu-99" not in json.dumps(body)
 
 
@@ -179,14 +187,20 @@ async def test_broker_between_two_servers(db_dsn: str, vault: FakeVault) -> None
             opened = json.loads(worker.open(envelope))
             assert opened["data"] == {"password": "pw-brokered-58"} and opened["name"] == "eu_db"
             assert sample(a, SEALED, status="ok_via_broker") == 1
-            assert sample(a, "noetl_secret_broker_call_total", broker_region="eu-central-1", outcome="ok") == 1
-            assert sample(b, "noetl_secret_broker_call_total", broker_region="eu-central-1", outcome="ok") == 1
+            assert (
+                sample(a, "noetl_secret_broker_call_total", broker_region="eu-central-1", outcome="ok") == 1
+            )
+            assert (
+                sample(b, "noetl_secret_broker_call_total", broker_region="eu-central-1", outcome="ok") == 1
+            )
             # 59: no_broker_fallback → 403 even with a broker registered; the broker is not called
             status, body = await a.get(
                 f"/api/credentials/eu_db_pinned/sealed?worker_id=w-broker&execution_id={eid}"
             )
             assert status == 403 and body["error"].startswith("Residency violation:")
-            assert sample(b, "noetl_secret_broker_call_total", broker_region="eu-central-1", outcome="ok") == 1
+            assert (
+                sample(b, "noetl_secret_broker_call_total", broker_region="eu-central-1", outcome="ok") == 1
+            )
             # the plain route never brokers
             assert (await a.get(f"/api/credentials/eu_db?include_data=true&execution_id={eid}"))[0] == 403
 
@@ -206,7 +220,10 @@ async def test_broker_between_two_servers(db_dsn: str, vault: FakeVault) -> None
         assert json.loads(worker.open(envelope))["data"] == {"password": "pw-brokered-58"}
         status, body = await b.post(path, json={**req, "expected_entry_region": "ap-south-1"}, headers=AUTH)
         assert status == 403 and "not 'ap-south-1'" in body["error"]
-        assert sample(b, "noetl_secret_broker_call_total", broker_region="ap-south-1", outcome="wrong_region") == 1
+        assert (
+            sample(b, "noetl_secret_broker_call_total", broker_region="ap-south-1", outcome="wrong_region")
+            == 1
+        )
         status, body = await b.post(
             path, json={**req, "worker_public_key_b64": b64encode(bytes(range(31)))}, headers=AUTH
         )
@@ -228,7 +245,9 @@ async def test_broker_failures(db_dsn: str, vault: FakeVault, peer: FakePeer) ->
         peer.status, peer.body = 500, '{"error":"boom"}'
         status, body = await a.get(url)
         assert status == 502
-        assert body["error"].startswith(f"Cross-region broker {peer.url} unreachable: broker returned HTTP 500")
+        assert body["error"].startswith(
+            f"Cross-region broker {peer.url} unreachable: broker returned HTTP 500"
+        )
         path, headers, raw = peer.requests[0]
         assert path == "/api/internal/cross-region/resolve"
         assert headers["Authorization"] == "Bearer test-internal-token"
@@ -247,7 +266,12 @@ async def test_broker_failures(db_dsn: str, vault: FakeVault, peer: FakePeer) ->
         peer.status, peer.body = 403, '{"error":"nope from broker","status":403}'
         status, body = await a.get(url)
         assert status == 403 and body["error"] == "nope from broker"
-        assert sample(a, "noetl_secret_broker_call_total", broker_region="eu-central-1", outcome="denied_by_broker") == 1
+        assert (
+            sample(
+                a, "noetl_secret_broker_call_total", broker_region="eu-central-1", outcome="denied_by_broker"
+            )
+            == 1
+        )
         assert vault.hits == []
     async with running_api(
         settings(db_dsn, NOETL_SERVER_REGION="us-east-1", NOETL_SECRET_BROKER_REGISTRY="{not json")

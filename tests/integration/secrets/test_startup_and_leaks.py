@@ -11,7 +11,14 @@ import pytest
 from app.bootstrap import build_deps
 from app.errors import ConfigError
 from app.secrets.encoding import b64encode
-from tests.integration.secrets.conftest import AUTH, KEY, FakeVault, register_worker, settings, start_execution
+from tests.integration.secrets.conftest import (
+    AUTH,
+    KEY,
+    FakeVault,
+    register_worker,
+    settings,
+    start_execution,
+)
 from tests.support.server import running_api
 
 NOT_CONFIGURED = "NOETL_ENCRYPTION_KEY is not configured"
@@ -40,7 +47,10 @@ async def test_unset_key_starts_and_cipher_routes_answer_500(db_dsn: str, key: s
 
 @pytest.mark.parametrize(
     ("key", "fragment"),
-    [(b64encode(bytes(16)), "Invalid key length: expected 32 bytes, got 16"), ("not base64!", "Invalid base64 key")],
+    [
+        (b64encode(bytes(16)), "Invalid key length: expected 32 bytes, got 16"),
+        ("not base64!", "Invalid base64 key"),
+    ],
 )
 async def test_malformed_key_refuses_to_start(db_dsn: str, key: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -57,10 +67,16 @@ async def test_kms_provider_errors_refuse_to_start(db_dsn: str) -> None:
 
 
 async def test_insecure_flag_random_key_and_explicit_key_wins(db_dsn: str) -> None:
-    async with running_api(settings(db_dsn, NOETL_ENCRYPTION_KEY="", NOETL_ALLOW_INSECURE_DEFAULT_KEY="YES")) as a:
-        assert (await a.post("/api/credentials", json={"name": "r1", "type": "x", "data": {"v": 1}}))[0] == 200
+    async with running_api(
+        settings(db_dsn, NOETL_ENCRYPTION_KEY="", NOETL_ALLOW_INSECURE_DEFAULT_KEY="YES")
+    ) as a:
+        assert (await a.post("/api/credentials", json={"name": "r1", "type": "x", "data": {"v": 1}}))[
+            0
+        ] == 200
         assert (await a.get("/api/credentials/r1?include_data=true"))[0] == 200
-    async with running_api(settings(db_dsn, NOETL_ENCRYPTION_KEY="", NOETL_ALLOW_INSECURE_DEFAULT_KEY="YES")) as b:
+    async with running_api(
+        settings(db_dsn, NOETL_ENCRYPTION_KEY="", NOETL_ALLOW_INSECURE_DEFAULT_KEY="YES")
+    ) as b:
         status, err = await b.get("/api/credentials/r1?include_data=true")
         assert status == 500 and "Decryption failed" in err["error"]  # a new random key per start
     async with running_api(settings(db_dsn)) as keyed:
@@ -94,7 +110,9 @@ async def test_no_secret_value_in_logs_errors_or_metrics(
         _, eid = await start_execution(api, "tests/secrets/leaks", keychain)
         worker = await register_worker(api, "w-leak")
         await register_worker(api, "w-bad", public_key="abc")
-        await api.post("/api/credentials", json={"name": "db", "type": "postgres", "data": {"password": secrets[0]}})
+        await api.post(
+            "/api/credentials", json={"name": "db", "type": "postgres", "data": {"password": secrets[0]}}
+        )
         await api.post("/api/credentials", json={"name": "tok", "type": "bearer", "data": secrets[1]})
         await api.post("/api/keychain/1/x", json={"data": secrets[1], "expires_in": 60})  # unknown catalog
         requests = [

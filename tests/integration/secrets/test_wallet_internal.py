@@ -10,9 +10,17 @@ from typing import Any
 import asyncpg
 
 from app.secrets.blob import encrypt
-from app.secrets.encoding import b64encode, b64decode_strict
+from app.secrets.encoding import b64decode_strict, b64encode
 from app.secrets.envelope import parse_record
-from tests.integration.secrets.conftest import AUTH, TOKEN, FakeVault, register_worker, sample, settings, start_execution
+from tests.integration.secrets.conftest import (
+    AUTH,
+    TOKEN,
+    FakeVault,
+    register_worker,
+    sample,
+    settings,
+    start_execution,
+)
 from tests.support.server import Api, make_settings, running_api
 from tests.support.wait import eventually
 
@@ -35,7 +43,9 @@ async def test_internal_gate(db_dsn: str) -> None:
             for headers in ({}, {"Authorization": "Basic x"}, {"Authorization": "Bearer wrong"}):
                 status, err, _ = await api.request(method, path, json=body, headers=headers)
                 assert status == 403 and err["status"] == 403, (path, headers)
-            status, _, _ = await api.request(method, path, json=body, headers={"Authorization": f"bearer {TOKEN}"})
+            status, _, _ = await api.request(
+                method, path, json=body, headers={"Authorization": f"bearer {TOKEN}"}
+            )
             # the broker body {} is a 422 from the route itself: the gate let it through
             assert status == (422 if path.endswith("resolve") else 200), path
 
@@ -59,9 +69,13 @@ async def test_key_status_and_rotation(api: Api, db_dsn: str) -> None:
         )
         status, cid = await api.post(
             "/api/catalog/register",
-            json={"content": b64encode(b"apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: r, path: t/r}\n"
-                                       b"workflow:\n  - step: start\n    tool: {kind: noop}\n"),
-                  "resource_type": "Playbook"},
+            json={
+                "content": b64encode(
+                    b"apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: r, path: t/r}\n"
+                    b"workflow:\n  - step: start\n    tool: {kind: noop}\n"
+                ),
+                "resource_type": "Playbook",
+            },
         )
         assert status == 200, cid
         cat = int(cid["catalog_id"])
@@ -77,19 +91,38 @@ async def test_key_status_and_rotation(api: Api, db_dsn: str) -> None:
         assert list(ks["credential"]) == ["invalid", "v1", "v2", "v9"]
 
         # 31: batch_size 0 → 1, max_batches bounds the pass
-        status, out = await api.post("/api/internal/wallet/rotate-kek", json={"batch_size": 0, "max_batches": 2},
-                                     headers=AUTH)
+        status, out = await api.post(
+            "/api/internal/wallet/rotate-kek", json={"batch_size": 0, "max_batches": 2}, headers=AUTH
+        )
         assert status == 200
         assert out["credential"] == {"processed": 2, "rewrapped": 2, "skipped": 0, "failed": 0, "last_id": 2}
-        assert out["keychain"] == {"processed": 2, "rewrapped": 2, "skipped": 0, "failed": 0, "last_id": 0,
-                                   "last_key": "k1"}
+        assert out["keychain"] == {
+            "processed": 2,
+            "rewrapped": 2,
+            "skipped": 0,
+            "failed": 0,
+            "last_id": 0,
+            "last_key": "k1",
+        }
         assert list(out["keychain"]) == ["processed", "rewrapped", "skipped", "failed", "last_id", "last_key"]
         # {} body → defaults; resume with after_id; a failing row does not stop later ones
         status, out = await api.post("/api/internal/wallet/rotate-kek", json={"after_id": 2}, headers=AUTH)
         assert status == 200
-        assert out["credential"] == {"processed": 252, "rewrapped": 249, "skipped": 1, "failed": 2, "last_id": 254}
-        assert out["keychain"] == {"processed": 3, "rewrapped": 1, "skipped": 2, "failed": 0, "last_id": 0,
-                                   "last_key": "k2"}
+        assert out["credential"] == {
+            "processed": 252,
+            "rewrapped": 249,
+            "skipped": 1,
+            "failed": 2,
+            "last_id": 254,
+        }
+        assert out["keychain"] == {
+            "processed": 3,
+            "rewrapped": 1,
+            "skipped": 2,
+            "failed": 0,
+            "last_id": 0,
+            "last_key": "k2",
+        }
         # the L0 and L1 rows are parse errors; the pass carried on past them
         assert sample(api, "noetl_wallet_rotate_total", table="credential", status="parse_error") == 2
         assert sample(api, "noetl_wallet_rotate_total", table="keychain", status="rewrapped") == 3
@@ -103,7 +136,9 @@ async def test_key_status_and_rotation(api: Api, db_dsn: str) -> None:
         status, out = await api.post("/api/internal/wallet/rotate-kek", json={}, headers=AUTH)
         assert out["credential"]["rewrapped"] == 0 and out["credential"]["skipped"] == 252
         assert out["credential"]["last_id"] == 254 and out["keychain"]["skipped"] == 3
-        status, out = await api.post("/api/internal/wallet/rotate-kek", json={"batch_size": 100}, headers=AUTH)
+        status, out = await api.post(
+            "/api/internal/wallet/rotate-kek", json={"batch_size": 100}, headers=AUTH
+        )
         assert out["credential"]["processed"] == 254 and out["credential"]["last_id"] == 254
         status, ks = await api.get("/api/internal/wallet/key-status", headers=AUTH)
         assert ks == {"credential": {"invalid": 2, "v1": 252}, "keychain": {"v1": 3}}
@@ -132,17 +167,27 @@ async def test_audit_rows_and_query(db_dsn: str, vault: FakeVault) -> None:
 """
     async with running_api(settings(db_dsn, NOETL_SERVER_REGION="us-east-1")) as api:
         _, eid = await start_execution(api, "tests/secrets/audit", keychain)
-        await api.post("/api/credentials", json={"name": "stored", "type": "x", "data": {"t": "tok-stored-61"}})
+        await api.post(
+            "/api/credentials", json={"name": "stored", "type": "x", "data": {"t": "tok-stored-61"}}
+        )
         worker = await register_worker(api, "w-audit")
         t0 = datetime.now(UTC) - timedelta(seconds=1)
         assert (await api.get(f"/api/credentials/stored?include_data=true&execution_id={eid}"))[0] == 200
         assert (await api.get("/api/credentials/ghost?include_data=true"))[0] == 404
         assert (await api.get("/api/credentials/stored/sealed?worker_id=nobody"))[0] == 400
-        assert (await api.get(f"/api/credentials/stored/sealed?worker_id=w-audit&execution_id={eid}"))[0] == 200
+        assert (await api.get(f"/api/credentials/stored/sealed?worker_id=w-audit&execution_id={eid}"))[
+            0
+        ] == 200
         assert (await api.get(f"/api/credentials/kc_db?include_data=true&execution_id={eid}"))[0] == 200
         assert (await api.get(f"/api/credentials/eu_only?include_data=true&execution_id={eid}"))[0] == 403
-        req = {"alias": "stored", "worker_public_key_b64": worker.public_b64, "worker_id": "w-audit",
-               "execution_id": eid, "expected_entry_region": "eu-central-1", "requesting_region": "x"}
+        req = {
+            "alias": "stored",
+            "worker_public_key_b64": worker.public_b64,
+            "worker_id": "w-audit",
+            "execution_id": eid,
+            "expected_entry_region": "eu-central-1",
+            "requesting_region": "x",
+        }
         assert (await api.post("/api/internal/cross-region/resolve", json=req, headers=AUTH))[0] == 403
 
         rows = await eventually(lambda: _rows_when(api, 9), what="9 audit rows")
@@ -162,9 +207,20 @@ async def test_audit_rows_and_query(db_dsn: str, vault: FakeVault) -> None:
         assert ok_get["kek_version"] == "v1" and ok_get["execution_id"] == eid
         assert isinstance(ok_get["audit_id"], int) and ok_get["occurred_at"].endswith("Z")
         assert ok_get["server_region"] == "us-east-1"
-        assert list(ok_get) == ["audit_id", "occurred_at", "credential", "operation", "outcome", "worker_id",
-                                "execution_id", "parent_execution_id", "server_region", "broker_region",
-                                "kek_version", "notes"]
+        assert list(ok_get) == [
+            "audit_id",
+            "occurred_at",
+            "credential",
+            "operation",
+            "outcome",
+            "worker_id",
+            "execution_id",
+            "parent_execution_id",
+            "server_region",
+            "broker_region",
+            "kek_version",
+            "notes",
+        ]
         sealed_ok = next(r for r in rows if r["operation"] == "get_sealed" and r["outcome"] == "ok")
         assert sealed_ok["worker_id"] == "w-audit" and sealed_ok["kek_version"] == "v1"
         dump = json.dumps(rows)
@@ -175,7 +231,9 @@ async def test_audit_rows_and_query(db_dsn: str, vault: FakeVault) -> None:
         # filters
         assert {r["credential"] for r in await _audit(api, "?credential=stored")} == {"stored"}
         assert len(await _audit(api, "?credential=stored")) == 4
-        assert {r["outcome"] for r in await _audit(api, "?outcome=residency_violation")} == {"residency_violation"}
+        assert {r["outcome"] for r in await _audit(api, "?outcome=residency_violation")} == {
+            "residency_violation"
+        }
         assert len(await _audit(api, f"?execution_id={eid}")) == 7
         assert len(await _audit(api, "?limit=0")) == 1
         assert len(await _audit(api, "?limit=3")) == 3
