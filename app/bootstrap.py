@@ -7,7 +7,7 @@ import logging
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -16,6 +16,9 @@ from app.config import Settings
 from app.db.pool import create_pool
 from app.ids import SnowflakeGenerator, node_id_from_name
 from app.metrics import Metrics
+
+if TYPE_CHECKING:
+    from app.services.wallet import WalletRuntime
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class Deps:
     started_at: float = field(default_factory=time.monotonic)
     outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     extras: dict[str, Any] = field(default_factory=dict)
+    wallet: WalletRuntime | None = None
 
     @property
     def schema(self) -> str:
@@ -80,10 +84,19 @@ async def open_pool(settings: Settings, wait: float | None = None) -> asyncpg.Po
 
 async def build_deps(settings: Settings, stack: AsyncExitStack, *, with_bus: bool = True) -> Deps:
     """Open every resource once; the exit stack closes them in reverse order."""
+    from app.services.wallet import build_wallet
+
     node, source = machine_id(settings)
     log.info("snowflake machine id", extra={"machine_id": node, "source": source})
+    ids = SnowflakeGenerator(node)
+    metrics = Metrics()
+    # Before anything is opened: a malformed NOETL_ENCRYPTION_KEY / KMS setting refuses to start.
+    wallet = build_wallet(settings, metrics, ids)
     pool = await open_pool(settings)
     stack.push_async_callback(pool.close)
+    wallet.attach(pool)
+    # Closed before the pool: pending audit writes and background refreshes still need it.
+    stack.push_async_callback(wallet.close)
     bus: Bus | None = None
     if with_bus and settings.nats.enabled:
         bus = Bus(settings.nats, name=settings.server.server_name)
@@ -91,6 +104,6 @@ async def build_deps(settings: Settings, stack: AsyncExitStack, *, with_bus: boo
         stack.push_async_callback(bus.close)
     elif with_bus:
         log.warning("NATS_URL is not set: running degraded (no command notifications, no event mirror)")
-    deps = Deps(settings=settings, pool=pool, ids=SnowflakeGenerator(node), metrics=Metrics(), bus=bus)
+    deps = Deps(settings=settings, pool=pool, ids=ids, metrics=metrics, bus=bus, wallet=wallet)
     deps.extras["machine_id_source"] = source
     return deps

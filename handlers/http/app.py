@@ -9,12 +9,15 @@ from handlers.errors import error_middleware
 from handlers.http import (
     catalog,
     commands_events,
+    credentials,
     executions,
     health,
     internal_events,
     internal_outbox,
+    keychain,
     runtime_info,
     variables,
+    wallet_internal,
     worker_pool,
 )
 from handlers.http.internal_auth import internal_gate_middleware
@@ -33,6 +36,9 @@ ROUTE_MODULES = [
     executions,
     commands_events,
     variables,
+    credentials,
+    keychain,
+    wallet_internal,
 ]
 
 

@@ -102,3 +102,26 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
         content_type="application/json",
         headers=headers,
     )
+
+
+def opt_int_param(request: web.Request, name: str) -> int | None:
+    """An optional i64 query parameter; 400 when present but not an i64."""
+    value = request.query.get(name)
+    return None if value is None else int_param(value, name, where="query")
+
+
+def bool_param(request: web.Request, name: str, default: bool = False) -> bool:
+    """A query flag accepting exactly ``true`` or ``false``; anything else is a 400."""
+    value = request.query.get(name)
+    if value is None:
+        return default
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    raise BadRequest(f"{name} must be 'true' or 'false' (got {value!r})")
+
+
+def json_text_response(text: str, status: int = 200) -> web.Response:
+    """A response whose JSON text is already serialised (exact field order, canonical values)."""
+    return web.Response(text=text, status=status, content_type="application/json")
