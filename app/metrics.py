@@ -66,13 +66,16 @@ class Metrics:
             registry=r,
         )
         self.write_requests = Counter(
-            "noetl_write_requests_total", "Mutating API requests", ["route", "status"], registry=r
+            "noetl_write_requests_total",
+            "Mutating API requests by endpoint",
+            ["endpoint", "status"],
+            registry=r,
         )
         self.write_duration = Histogram(
             "noetl_write_request_duration_seconds",
-            "Mutating API request duration",
-            ["route"],
-            buckets=_LAT,
+            "Mutating API request duration by endpoint",
+            ["endpoint"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
         self.consumer_processed = Counter(
