@@ -19,6 +19,7 @@ from app.worker.tools.base import ToolContext, ToolError
 from app.worker.tools.sql_split import split_statements
 
 CONNECT_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 5.0
 _INLINE = ("host", "port", "user", "password", "database", "dsn", "connection_string")
 
 
@@ -112,9 +113,12 @@ async def run(config: dict[str, Any], ctx: ToolContext) -> Any:
             await _init(conn)
             result = await _run_script(conn, statements, params, as_objects)
         except BaseException:
-            # A query interrupted by cancellation cannot finish the close handshake; asyncpg has already
-            # sent the server a cancel request on its own connection, so dropping ours is enough.
-            conn.terminate()
+            # On task cancellation asyncpg sends the server a CancelRequest from a background task;
+            # terminate() would cancel that task, so close gracefully (which lets it finish) first.
+            try:
+                await conn.close(timeout=CLOSE_TIMEOUT)
+            except BaseException:
+                conn.terminate()
             raise
         await conn.close()
         return result
