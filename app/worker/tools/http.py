@@ -129,7 +129,7 @@ async def run(config: dict[str, Any], ctx: ToolContext) -> Any:
     headers.update(auth_headers(credential))
     del credential
     response_type = str(config.get("response_type") or "").lower()
-    ssl: bool | None = None if config.get("verify_ssl", True) not in (False, "false", "False", 0) else False
+    verify = config.get("verify_ssl", True) not in (False, "false", "False", 0)
     timeout = _timeout(config, ctx)
     shown = f"{method} {_redacted(url)}"
 
@@ -142,7 +142,7 @@ async def run(config: dict[str, Any], ctx: ToolContext) -> Any:
                 headers=headers,
                 params=_params(config.get("params")),
                 allow_redirects=config.get("follow_redirects", True) is not False,
-                ssl=ssl if ssl is not None else True,
+                ssl=verify,
                 **_body(config),
             ) as resp,
         ):
