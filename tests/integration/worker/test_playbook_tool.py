@@ -56,6 +56,7 @@ workflow:
 class Env:
     def __init__(self, api: Api, server: SimpleApi, worker: TestWorker, parent_id: int) -> None:
         self.api, self.server, self.worker, self.parent_id = api, server, worker, parent_id
+        self.catalog: dict[str, str] = {}
 
     def ctx(self) -> Any:
         return make_ctx(api=self.server, execution_id=self.parent_id, server_url=self.api.url)
@@ -68,11 +69,15 @@ async def env(db_dsn: str, nats_url: str) -> AsyncIterator[Env]:
         TestWorker(nats_url) as worker,
         SimpleApi(api.url) as server,
     ):
+        catalog: dict[str, str] = {}
         for text in (PARENT, CHILD, CHILD_FAILS):
-            await register(api, text)
+            reg = await register(api, text)
+            catalog[reg.get("path") or ""] = reg["catalog_id"]
         status, started = await api.post("/api/execute", json={"path": "tests/tools/parent"})
         assert status == 200, started
-        yield Env(api, server, worker, int(started["execution_id"]))
+        env = Env(api, server, worker, int(started["execution_id"]))
+        env.catalog = catalog
+        yield env
 
 
 async def test_fire_and_forget_starts_a_child_of_this_execution(env: Env) -> None:
@@ -162,3 +167,28 @@ async def test_path_or_catalog_id_required(env: Env) -> None:
     with pytest.raises(ToolError) as err:
         await playbook.run({"input": {}}, env.ctx())
     assert err.value.code == "invalid_config"
+
+
+async def test_child_by_catalog_id_and_version(env: Env) -> None:
+    v2 = CHILD.replace("'doubled': n * 2", "'doubled': n * 3")
+    await register(env.api, v2)
+    by_version = {
+        "path": "tests/tools/child",
+        "version": 1,
+        "input": {"n": 2},
+        "return_result": True,
+        "result_step": "start",
+        "poll_interval": 0.1,
+    }
+    assert await playbook.run(by_version, env.ctx()) == {"doubled": 4}
+    latest = {**by_version, "version": None}
+    assert await playbook.run(latest, env.ctx()) == {"doubled": 6}
+    cid = env.catalog["tests/tools/child"]
+    by_id = {
+        "catalog_id": cid,
+        "input": {"n": 2},
+        "return_result": True,
+        "result_step": "start",
+        "poll_interval": 0.1,
+    }
+    assert await playbook.run(by_id, env.ctx()) == {"doubled": 4}
