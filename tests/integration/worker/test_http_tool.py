@@ -25,6 +25,7 @@ class Peer:
     seen: list[dict[str, Any]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     slow_started: asyncio.Event = field(default_factory=asyncio.Event)
+    client_gone: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @pytest.fixture
@@ -52,7 +53,16 @@ async def peer() -> AsyncIterator[Peer]:
 
     async def slow(request: web.Request) -> web.Response:
         p.slow_started.set()
-        await asyncio.wait_for(p.release.wait(), timeout=30)
+        # Bounded watch for the client going away (aiohttp does not cancel handlers on disconnect).
+        for _ in range(600):
+            if request.transport is None or request.transport.is_closing():
+                p.client_gone.set()
+                break
+            try:
+                await asyncio.wait_for(p.release.wait(), timeout=0.05)
+                break
+            except TimeoutError:
+                continue
         return web.json_response({"late": True})
 
     async def redirect(request: web.Request) -> web.Response:
@@ -190,6 +200,7 @@ async def test_cancellation_aborts_the_request(peer: Peer) -> None:
     ctx.cancelled.set()
     with pytest.raises(ToolCancelled):
         await asyncio.wait_for(task, timeout=5)
+    await asyncio.wait_for(peer.client_gone.wait(), timeout=5)  # the request was aborted, not abandoned
 
 
 async def test_missing_url_is_invalid() -> None:
