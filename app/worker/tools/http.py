@@ -94,7 +94,7 @@ def _body(config: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _decode(raw: bytes, content_type: str, response_type: str) -> Any:
+def _decode(raw: bytes, response_type: str) -> Any:
     if response_type == "binary":
         return base64.b64encode(raw).decode("ascii")
     text = raw.decode("utf-8", errors="replace")
@@ -147,7 +147,7 @@ async def run(config: dict[str, Any], ctx: ToolContext) -> Any:
             ) as resp,
         ):
             raw = await resp.read()
-            data = _decode(raw, resp.headers.get("Content-Type", ""), response_type)
+            data = _decode(raw, response_type)
             return {
                 "status_code": resp.status,
                 "headers": _response_headers(resp),

@@ -79,8 +79,8 @@ async def _kv(js: JetStreamContext, config: Mapping[str, Any]) -> Any:
 
 
 async def kv_get(js: JetStreamContext, config: Mapping[str, Any]) -> dict[str, Any]:
-    kv, key = await _kv(js, config), _require(config, "key")
-    base = {"bucket": kv._name, "key": key}
+    kv, key, bucket = await _kv(js, config), _require(config, "key"), _require(config, "bucket")
+    base = {"bucket": bucket, "key": key}
     try:
         entry = await kv.get(key)
     except nats.js.errors.KeyNotFoundError:
@@ -89,32 +89,32 @@ async def kv_get(js: JetStreamContext, config: Mapping[str, Any]) -> dict[str, A
 
 
 async def kv_put(js: JetStreamContext, config: Mapping[str, Any]) -> dict[str, Any]:
-    kv, key = await _kv(js, config), _require(config, "key")
+    kv, key, bucket = await _kv(js, config), _require(config, "key"), _require(config, "bucket")
     value = _encode(config.get("value", config.get("data")))
     ttl = seconds(config.get("ttl"))
     if ttl is not None:
         # Per-message TTL needs a bucket created with it allowed (NATS 2.11+); publish on the KV subject.
-        ack = await js.publish(f"$KV.{kv._name}.{key}", value, msg_ttl=ttl)
+        ack = await js.publish(f"$KV.{bucket}.{key}", value, msg_ttl=ttl)
         revision = ack.seq
     else:
         revision = await kv.put(key, value)
-    return {"status": "success", "bucket": kv._name, "key": key, "revision": revision}
+    return {"status": "success", "bucket": bucket, "key": key, "revision": revision}
 
 
 async def kv_delete(js: JetStreamContext, config: Mapping[str, Any]) -> dict[str, Any]:
-    kv, key = await _kv(js, config), _require(config, "key")
+    kv, key, bucket = await _kv(js, config), _require(config, "key"), _require(config, "bucket")
     await kv.delete(key)
-    return {"status": "success", "bucket": kv._name, "key": key}
+    return {"status": "success", "bucket": bucket, "key": key}
 
 
 async def kv_purge(js: JetStreamContext, config: Mapping[str, Any]) -> dict[str, Any]:
-    kv, key = await _kv(js, config), _require(config, "key")
+    kv, key, bucket = await _kv(js, config), _require(config, "key"), _require(config, "bucket")
     await kv.purge(key)
-    return {"status": "success", "bucket": kv._name, "key": key}
+    return {"status": "success", "bucket": bucket, "key": key}
 
 
 async def kv_keys(js: JetStreamContext, config: Mapping[str, Any]) -> dict[str, Any]:
-    kv = await _kv(js, config)
+    kv, bucket = await _kv(js, config), _require(config, "bucket")
     try:
         keys = await kv.keys()
     except nats.js.errors.NoKeysError:
@@ -122,7 +122,7 @@ async def kv_keys(js: JetStreamContext, config: Mapping[str, Any]) -> dict[str, 
     pattern = config.get("pattern")
     if isinstance(pattern, str) and pattern.strip():
         keys = [k for k in keys if _subject_match(pattern.strip(), k)]
-    return {"status": "success", "bucket": kv._name, "keys": sorted(keys), "count": len(keys)}
+    return {"status": "success", "bucket": bucket, "keys": sorted(keys), "count": len(keys)}
 
 
 # ------------------------------------------------------------------ object store

@@ -13,6 +13,7 @@ from nats.js.api import StreamConfig
 from app.worker.tools import nats as nats_tool
 from app.worker.tools.base import ToolError
 from tests.support.tool_context import StaticCredentials, make_ctx
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -142,5 +143,27 @@ async def test_connection_from_a_nats_credential(nats_url: str, js: Any) -> None
             {"operation": "kv_put", "auth": "bus", "bucket": bucket, "key": "k", "value": 1}, ctx
         )
         assert res["status"] == "success" and creds.asked == ["bus"]
+    finally:
+        await js.delete_key_value(bucket)
+
+
+async def test_kv_put_with_ttl_expires(nats_url: str, js: Any) -> None:
+    bucket = f"tool_kv_{uid()}"
+    await js.create_key_value(bucket=bucket)  # nats-py buckets allow per-message TTL
+    try:
+        ctx = make_ctx(nats_url=nats_url)
+        put = await nats_tool.run(
+            {"operation": "kv_put", "bucket": bucket, "key": "t", "value": "v", "ttl": 1}, ctx
+        )
+        assert put["status"] == "success" and put["revision"] >= 1
+        assert (await nats_tool.run({"operation": "kv_get", "bucket": bucket, "key": "t"}, ctx))[
+            "value"
+        ] == "v"
+
+        async def expired() -> bool:
+            got = await nats_tool.run({"operation": "kv_get", "bucket": bucket, "key": "t"}, ctx)
+            return bool(got["status"] == "not_found")
+
+        await eventually(expired, timeout=10, interval=0.2, what="the key to expire")
     finally:
         await js.delete_key_value(bucket)
