@@ -133,6 +133,9 @@ def postgres_params(credential: Mapping[str, Any]) -> dict[str, Any]:
     """asyncpg connect keywords from a postgres credential (db_host… or host…, or a dsn)."""
     data = credential.get("data") or {}
     dsn = _first(data, "dsn", "connection_string", "database_url", "url")
+    value = data.get("value")
+    if dsn is None and isinstance(value, str) and value.startswith(("postgres://", "postgresql://")):
+        dsn = value  # an allowlisted env var holding a connection URL
     out: dict[str, Any] = {"dsn": dsn} if isinstance(dsn, str) else {}
     fields = {
         "host": ("db_host", "host", "hostname"),
@@ -160,6 +163,9 @@ def nats_params(credential: Mapping[str, Any]) -> dict[str, Any]:
     data = credential.get("data") or {}
     out: dict[str, Any] = {}
     url = _first(data, "nats_url", "url", "servers")
+    value = data.get("value")
+    if url is None and isinstance(value, str) and value.startswith(("nats://", "tls://")):
+        url = value  # an allowlisted env var holding the server URL
     if url is not None:
         out["servers"] = (
             url if isinstance(url, list) else [s.strip() for s in str(url).split(",") if s.strip()]
@@ -171,7 +177,7 @@ def nats_params(credential: Mapping[str, Any]) -> dict[str, Any]:
         out["user"] = str(user)
     if password is not None:
         out["password"] = str(password)
-    if token is not None and user is None:
+    if token is not None and user is None and token != url:
         out["token"] = str(token)
     return out
 

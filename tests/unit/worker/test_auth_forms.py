@@ -102,3 +102,10 @@ def test_subject_match() -> None:
     assert _subject_match("a.*", "a.b") and not _subject_match("a.*", "a.b.c")
     assert _subject_match("a.>", "a.b.c") and not _subject_match("a.>", "a")
     assert _subject_match("k1", "k1") and not _subject_match("k1", "k2")
+
+
+def test_env_credentials_holding_urls() -> None:
+    pg = {"type": "env", "data": {"value": "postgresql://u:p@h:5/d", "token": "postgresql://u:p@h:5/d"}}
+    assert postgres_params(pg) == {"dsn": "postgresql://u:p@h:5/d"}
+    bus = {"type": "env", "data": {"value": "nats://h:4222", "token": "nats://h:4222"}}
+    assert nats_params(bus)["servers"] == ["nats://h:4222"] and "token" not in nats_params(bus)
