@@ -186,8 +186,25 @@ def _read_exact(stream: Any, n: int) -> bytes | None:
     return buf
 
 
+def _exit_with_parent() -> None:
+    """A runner whose worker died (kill -9) must not keep running its step as an orphan."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def serve() -> None:
     """The runner loop: one job at a time until stdin closes."""
+    _exit_with_parent()
     memory_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
