@@ -111,6 +111,11 @@ class WorkerRuntime:
             python_tool.configure(pool)
             stack.push_async_callback(python_tool.shutdown)
             await pool.warm()
+            # the durable consumer exists before the row says `ready`, so whoever waits for ready
+            # workers (dev, tests) cannot publish into a gap that deliver-policy NEW would skip
+            broker = self._broker()
+            await broker.start()
+            stack.push_async_callback(_quiet_stop, broker)
             await api.request(
                 "POST",
                 "/api/worker/pool/register",
@@ -119,8 +124,6 @@ class WorkerRuntime:
             )
             log.info("worker registered", extra={"worker_id": self.ws.worker_id, "pool": self.ws.pool_name})
             heartbeat = asyncio.create_task(self._heartbeat_loop(api))
-            broker = self._broker()
-            await broker.start()
             if ready is not None:
                 ready.set()
             try:
@@ -264,6 +267,11 @@ class WorkerRuntime:
         finally:
             self.slots.release()
             self.inflight.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+
+async def _quiet_stop(broker: NatsBroker) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(broker.stop(), 10)
 
 
 async def run_worker(
