@@ -18,6 +18,23 @@ class UnavailableCredentials:
         raise ToolError("credential resolution is not available in this build")
 
 
+_MISSING = object()
+_resolver: Any = _MISSING
+
+
+def _resolver_class() -> Any:
+    """app.worker.credentials.CredentialResolver, looked up once; None when the module is absent."""
+    global _resolver
+    if _resolver is _MISSING:
+        try:
+            from app.worker.credentials import CredentialResolver  # type: ignore[import-not-found,unused-ignore]
+
+            _resolver = CredentialResolver
+        except ImportError:
+            _resolver = None
+    return _resolver
+
+
 def credentials_for(
     api: ServerApi,
     *,
@@ -28,11 +45,10 @@ def credentials_for(
     sealed: bool,
 ) -> Credentials:
     """A CredentialResolver for one execution, or the unavailable stand-in."""
-    try:
-        from app.worker.credentials import CredentialResolver  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
+    resolver_cls = _resolver_class()
+    if resolver_cls is None:
         return UnavailableCredentials()
-    resolver: Credentials = CredentialResolver(
+    resolver: Credentials = resolver_cls(
         api,
         execution_id=execution_id,
         worker_id=worker_id,

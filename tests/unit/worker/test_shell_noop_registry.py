@@ -63,3 +63,19 @@ def test_registry_finds_tools_and_refuses_unknown_kinds() -> None:
     for kind in ("duckdb", "base", "../x", "Nope"):
         with pytest.raises(ToolError, match=f"tool kind '{kind}' is not supported by this worker"):
             get_tool(kind)
+
+
+async def test_credentials_fall_back_when_the_resolver_is_absent() -> None:
+    import importlib.util
+
+    from app.worker.creds import UnavailableCredentials, credentials_for
+
+    creds = credentials_for(
+        make_ctx().api, execution_id=1, worker_id="w", env_allowlist=[], private_key=None, sealed=False
+    )
+    if importlib.util.find_spec("app.worker.credentials") is None:
+        assert isinstance(creds, UnavailableCredentials)
+        with pytest.raises(ToolError, match="credential resolution is not available in this build"):
+            await creds.resolve("pg")
+    else:
+        assert not isinstance(creds, UnavailableCredentials)
