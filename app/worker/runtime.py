@@ -198,26 +198,49 @@ class WorkerRuntime:
     async def on_notification(self, body: Any, msg: NatsMessage) -> None:
         """Decode, pool check, claim, then ack/nak per the contract table (§12.7)."""
         await self.slots.acquire()
-        handed_over = False
         try:
-            if self.stopping:
-                await msg.nack(delay=0)
-                return
-            try:
-                note = json.loads(body) if isinstance(body, bytes | str) else body
-                event_id = int(note["event_id"])
-            except (ValueError, TypeError, KeyError):
-                log.warning("undecodable notification dropped")
-                await msg.ack()
-                return
-            own, theirs = self.ws.pool_segment, str(note.get("execution_pool") or "")
-            if own and theirs and own != theirs:
-                await msg.ack()
-                return
-            handed_over = await asyncio.shield(self._claim_and_start(note, event_id, msg))
-        finally:
-            if not handed_over:
-                self.slots.release()
+            note = await self._admit(body, msg)
+        except BaseException:
+            self.slots.release()
+            raise
+        if note is None:
+            self.slots.release()
+            return
+        # shielded: a claim the server granted must reach a running task even if the broker cancels
+        # this handler at shutdown; the slot is released here unless a task took it over
+        inner = asyncio.ensure_future(self._claim_and_start(note, int(note["event_id"]), msg))
+        try:
+            started = await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            inner.add_done_callback(self._release_unless_started)
+            raise
+        except Exception:
+            self.slots.release()
+            raise
+        if not started:
+            self.slots.release()
+
+    async def _admit(self, body: Any, msg: NatsMessage) -> dict[str, Any] | None:
+        """The notification when this worker should claim it; otherwise acked/nacked here and None."""
+        if self.stopping:
+            await msg.nack(delay=0)
+            return None
+        try:
+            note = json.loads(body) if isinstance(body, bytes | str) else body
+            int(note["event_id"])
+        except (ValueError, TypeError, KeyError):
+            log.warning("undecodable notification dropped")
+            await msg.ack()
+            return None
+        own, theirs = self.ws.pool_segment, str(note.get("execution_pool") or "")
+        if own and theirs and own != theirs:
+            await msg.ack()
+            return None
+        return dict(note)
+
+    def _release_unless_started(self, inner: asyncio.Future[bool]) -> None:
+        if inner.cancelled() or inner.exception() is not None or not inner.result():
+            self.slots.release()
 
     async def _claim_and_start(self, note: Mapping[str, Any], event_id: int, msg: NatsMessage) -> bool:
         assert self.api is not None
