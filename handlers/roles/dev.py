@@ -156,6 +156,8 @@ def run_dev(args: argparse.Namespace) -> int:
             for i in range(args.workers):
                 wenv = dict(env, WORKER_ID=f"dev-worker-{i}", WORKER_POOL_NAME="shared")
                 sup.spawn(f"worker-{i}", ["worker"], wenv, root / "logs")
+        if _role_available("worker") and args.workers and not args.no_demo:
+            _wait_workers(api_url, args.workers, 60)
         info = {
             "api_url": api_url,
             "gateway_url": gateway_url if _role_available("gateway") else None,
@@ -191,6 +193,25 @@ def run_dev(args: argparse.Namespace) -> int:
         if pg:
             pg.stop()
         stack_file.unlink(missing_ok=True)
+
+
+def _wait_workers(api_url: str, count: int, timeout: float) -> bool:
+    """Wait until `count` workers are registered ready, so the demo's first command finds a consumer."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            url = f"{api_url}/api/worker/pools?kind=worker_pool&status=ready"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                names = [i["name"] for i in json.loads(r.read())["items"]]
+                if sum(1 for n in names if n.startswith("dev-worker-")) >= count:
+                    return True
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def _ensure_database(admin_dsn: str, name: str) -> str:

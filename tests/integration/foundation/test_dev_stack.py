@@ -85,3 +85,39 @@ def test_dev_stack_starts_and_stops_cleanly(tmp_path: Path) -> None:
         assert not psutil.pid_exists(c.pid) or psutil.Process(c.pid).status() == psutil.STATUS_ZOMBIE
     assert pg_pids, "embedded postgres ran under the data dir"
     assert not (tmp_path / "dev" / "stack.json").exists()
+
+
+def test_dev_stack_demo_completes_with_real_workers(tmp_path: Path) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NOETL_", "POSTGRES_", "NATS_", "WORKER_")) and k != "DATABASE_URL"
+    }
+    port, gw = free_port(), free_port()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "dev",
+            "--data-dir",
+            str(tmp_path / "dev"),
+            "--port",
+            str(port),
+            "--gateway-port",
+            str(gw),
+            "--exit-after-demo",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=150,
+    )
+    text = out.stdout.decode(errors="replace")
+    assert out.returncode == 0, text[-3000:]
+    assert "COMPLETED; steps ['start', 'square', 'end']" in text
+    assert '"sum_of_squares": 14' in text
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftovers, f"orphans: {[p.info['cmdline'] for p in leftovers]}"
