@@ -19,7 +19,6 @@ class GatewaySettings(Group):
     public_url: str = env("GATEWAY_PUBLIC_URL", default="http://gateway.gateway.svc.cluster.local:8090")
     noetl_base_url: str = env("NOETL_BASE_URL", default="http://localhost:8082")
     noetl_timeout_secs: float = env("NOETL_TIMEOUT_SECS", default=120.0, gt=0)
-    nats_url: str = env("NATS_URL", default="nats://127.0.0.1:4222")
     session_bucket: str = env("NATS_SESSION_BUCKET", default="sessions")
     session_cache_ttl_secs: int = env("NATS_SESSION_CACHE_TTL_SECS", default=300, ge=1)
     request_bucket: str = env("NATS_REQUEST_BUCKET", default="requests")
