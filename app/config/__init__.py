@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.config._base import config_error
 from app.config.database import DatabaseSettings
+from app.config.gateway import GatewaySettings
 from app.config.nats import NatsSettings, redact_url
 from app.config.secrets import ProviderSettings, SecretsSettings
 from app.config.server import ServerSettings
@@ -40,6 +41,10 @@ class Settings(BaseModel):
     @cached_property
     def worker(self) -> WorkerSettings:
         return _build(WorkerSettings, "worker")
+
+    @cached_property
+    def gateway(self) -> GatewaySettings:
+        return _build(GatewaySettings, "gateway")
 
     @cached_property
     def providers(self) -> ProviderSettings:

@@ -7,6 +7,7 @@ from aiohttp import web
 from app.bootstrap import Deps
 from handlers.errors import error_middleware
 from handlers.http import (
+    auth_internal,
     catalog,
     commands_events,
     credentials,
@@ -39,6 +40,7 @@ ROUTE_MODULES = [
     credentials,
     keychain,
     wallet_internal,
+    auth_internal,
 ]
 
 

@@ -1,0 +1,87 @@
+"""The request store (gateway.md §7.2): req./exec./creq./client. keys in the NATS K/V bucket `requests`."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+from app.gateway.kv import GatewayNats, KvError
+
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class RequestStore:
+    """Pending requests and client-id ownership."""
+
+    def __init__(self, nats: GatewayNats) -> None:
+        self.nats = nats
+
+    async def client_owner(self, client_id: str) -> str | None:
+        """The session hash that owns a client id, or None when unbound."""
+        raw = await self.nats.get("requests", f"client.{client_id}")
+        if raw is None:
+            return None
+        try:
+            return str(json.loads(raw)["session_hash"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    async def bind_client(self, client_id: str, session_hash: str) -> None:
+        """Bind (or re-bind on connect) a client id to its session."""
+        value = {"session_hash": session_hash, "bound_at": int(time.time())}
+        await self.nats.put("requests", f"client.{client_id}", json.dumps(value).encode())
+
+    async def add(self, request_id: str, entry: dict[str, Any]) -> None:
+        """Write req.<id> and its exec./creq. index keys."""
+        await self.nats.put("requests", f"req.{request_id}", json.dumps(entry).encode())
+        await self.nats.put("requests", f"exec.{entry['execution_id']}.{request_id}", request_id.encode())
+        await self.nats.put("requests", f"creq.{entry['client_id']}.{request_id}", request_id.encode())
+
+    async def get(self, request_id: str) -> dict[str, Any] | None:
+        """The pending request or None (absent or K/V error)."""
+        try:
+            raw = await self.nats.get("requests", f"req.{request_id}")
+        except KvError:
+            return None
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    async def delete(self, request_id: str, entry: dict[str, Any]) -> None:
+        """Remove a request and its index keys."""
+        for key in (
+            f"req.{request_id}",
+            f"exec.{entry.get('execution_id')}.{request_id}",
+            f"creq.{entry.get('client_id')}.{request_id}",
+        ):
+            try:
+                await self.nats.delete("requests", key)
+            except KvError:
+                pass
+
+    async def by_execution(self, execution_id: str) -> list[dict[str, Any]]:
+        """Pending requests of one execution (filtered listing)."""
+        return await self._listed(f"exec.{execution_id}.>")
+
+    async def by_client(self, client_id: str) -> list[dict[str, Any]]:
+        """Pending requests of one client id."""
+        return await self._listed(f"creq.{client_id}.>")
+
+    async def _listed(self, subject_filter: str) -> list[dict[str, Any]]:
+        try:
+            keys = await self.nats.keys("requests", subject_filter)
+        except KvError:
+            return []
+        out = []
+        for key in keys:
+            rid = key.rsplit(".", 1)[-1]
+            entry = await self.get(rid)
+            if entry is not None:
+                out.append({**entry, "request_id": rid})
+        return out

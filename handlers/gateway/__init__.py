@@ -1,0 +1,1 @@
+"""The gateway's aiohttp transport: routes over app.gateway."""
