@@ -20,16 +20,17 @@ from app.config import Settings
 from handlers.http.health import add_metrics_route
 from handlers.http.health import routes as health_routes
 from handlers.http.keys import DEPS
-from handlers.nats import ingest, relay
+from handlers.nats import ingest, projector, relay
 from handlers.roles.lifecycle import Background, stop_event
 
 log = logging.getLogger(__name__)
 
 Register = Callable[[NatsBroker, Deps], None]
-REGISTRARS: list[Register] = [relay.register, ingest.register]
+REGISTRARS: list[Register] = [relay.register, ingest.register, projector.register]
 LOOPS: list[tuple[str, Callable[[Deps], Awaitable[None]]]] = [
     ("outbox-relay", relay.run_relay),
     ("outbox-lag", relay.lag_loop),
+    ("projection-lag", projector.lag_loop),
 ]
 
 
