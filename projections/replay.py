@@ -14,7 +14,7 @@ from app.services.events_rows import row_for_engine
 from projections.base import Projection, normalise
 from projections.registry import READ_MODELS, SYNC_PROJECTIONS
 from projections.runner import fold_execution
-from projections.sync import rebuild_commands, rebuild_execution
+from projections.sync import rebuild_commands, rebuild_executions
 
 CHUNK = 5000
 
@@ -70,10 +70,7 @@ async def _flush(conn: asyncpg.Connection, names: list[str], batch: dict[int, li
     if "command" in names:
         await rebuild_commands(conn, {eid: _by_seq(rows) for eid, rows in batch.items()})
     if "execution" in names:
-        for eid, rows in batch.items():
-            ordered = _by_seq(rows)
-            state, last_seq = _state_of(ordered)
-            await rebuild_execution(conn, eid, state, last_seq)
+        await rebuild_executions(conn, [(eid, *_state_of(_by_seq(rows))) for eid, rows in batch.items()])
 
 
 def _by_seq(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:

@@ -31,10 +31,12 @@ ON CONFLICT (execution_id, command_id) DO UPDATE SET status = EXCLUDED.status, w
    updated_at = now()
 """
 
-UPDATE_EXECUTION_SQL = """
-UPDATE execution SET status = CASE WHEN status = 'CANCELLED' AND $2 = 'RUNNING' THEN status ELSE $2 END,
-       state = $3, state_seq = $4, updated_at = now()
- WHERE execution_id = $1
+UPDATE_EXECUTIONS_SQL = """
+UPDATE execution e
+   SET status = CASE WHEN e.status = 'CANCELLED' AND r->>'status' = 'RUNNING' THEN e.status ELSE r->>'status' END,
+       state = r->'state', state_seq = (r->>'state_seq')::bigint, updated_at = now()
+  FROM jsonb_array_elements($1::jsonb) r
+ WHERE e.execution_id = (r->>'execution_id')::bigint
 """
 
 
@@ -108,9 +110,16 @@ async def rebuild_commands(conn: asyncpg.Connection, batch: Mapping[int, list[as
         await conn.execute(UPSERT_COMMANDS_SQL, rows)
 
 
-async def rebuild_execution(
-    conn: asyncpg.Connection, execution_id: int, state: ExecutionState, last_seq: int
-) -> None:
-    """Status and orchestration state of an existing execution row from the fold."""
-    status = state.terminal or "RUNNING"
-    await conn.execute(UPDATE_EXECUTION_SQL, execution_id, status, state.to_dict(), last_seq)
+async def rebuild_executions(conn: asyncpg.Connection, folded: list[tuple[int, ExecutionState, int]]) -> None:
+    """Status and orchestration state of existing execution rows from their folds, in one statement."""
+    rows = [
+        {
+            "execution_id": eid,
+            "status": state.terminal or "RUNNING",
+            "state": state.to_dict(),
+            "state_seq": seq,
+        }
+        for eid, state, seq in folded
+    ]
+    if rows:
+        await conn.execute(UPDATE_EXECUTIONS_SQL, rows)
