@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,8 @@ from tests.support.sse import SseClient
 from tests.support.test_worker import TestWorker
 
 pytestmark = pytest.mark.integration
+
+RUN = uuid.uuid4().hex[:8]
 
 EXECUTE = """mutation Run($name: String!, $vars: JSON, $cid: String) {
   executePlaybook(name: $name, variables: $vars, clientId: $cid) {
@@ -39,7 +42,9 @@ async def gql(st: Stack, token: str, query: str, **variables: Any) -> dict[str, 
 
 
 def sse(st: Stack, token: str, client_id: str, **headers: str) -> SseClient:
-    return SseClient(st.http, f"{st.url}/events?session_token={token}&client_id={client_id}", headers)
+    # NATS K/V outlives one test: a per-run suffix keeps client ids unbound at the start.
+    cid = f"{client_id}-{RUN}"
+    return SseClient(st.http, f"{st.url}/events?session_token={token}&client_id={cid}", headers)
 
 
 async def test_execute_playbook_frames_arrive_over_sse(stack: Stack) -> None:
@@ -48,8 +53,8 @@ async def test_execute_playbook_frames_arrive_over_sse(stack: Stack) -> None:
     async with sse(st, token, "client-a") as events:
         assert events.status == 200
         init = await events.wait_for(lambda f: f.get("event") == "message", what="init frame")
-        assert init["data"]["result"]["clientId"] == "client-a" and init.get("retry") == "3000"
-        out = await gql(st, token, EXECUTE, name="tests/linear", vars={"n": 4}, cid="client-a")
+        assert init["data"]["result"]["clientId"] == f"client-a-{RUN}" and init.get("retry") == "3000"
+        out = await gql(st, token, EXECUTE, name="tests/linear", vars={"n": 4}, cid=f"client-a-{RUN}")
         assert "errors" not in out, out
         run = out["data"]["executePlaybook"]
         eid = run["executionId"]
@@ -91,3 +96,83 @@ async def test_viewer_cannot_execute_and_execution_lookup_errors(stack: Stack) -
     assert out["data"] == {"execution": None} and "not a valid i64" in out["errors"][0]["message"]
     out = await gql(st, admin, STATUS, id="123456789")
     assert out["data"] == {"execution": None}
+
+
+async def callback_token(st: Stack, execution_id: str) -> str:
+    """The per-request token the gateway put into the execution's workload (what a playbook sees)."""
+    workload = await st.api.deps.pool.fetchval(
+        "SELECT workload FROM execution WHERE execution_id = $1", int(execution_id)
+    )
+    import json
+
+    data = json.loads(workload) if isinstance(workload, str) else workload
+    return str(data["callback_token"])
+
+
+async def start(st: Stack, token: str, client_id: str) -> dict[str, Any]:
+    out = await gql(st, token, EXECUTE, name="tests/linear", vars={"n": 1}, cid=client_id)
+    assert "errors" not in out, out
+    return out["data"]["executePlaybook"]  # type: ignore[no-any-return]
+
+
+async def test_callbacks_reach_only_the_owning_client(stack: Stack) -> None:
+    st = stack
+    alice = await st.login(role="admin")
+    bob = await st.login(sub="auth0|bob", email="bob@example.com", role="admin")
+    async with sse(st, alice, "cb-a") as a, sse(st, bob, "cb-b") as b:
+        for c in (a, b):
+            await c.wait_for(lambda f: f.get("event") == "message", what="init")
+        run_a, run_b = await start(st, alice, f"cb-a-{RUN}"), await start(st, bob, f"cb-b-{RUN}")
+        tok_a, tok_b = (
+            await callback_token(st, run_a["executionId"]),
+            await callback_token(st, run_b["executionId"]),
+        )
+        url = "/api/internal/callback/async"
+        body = {"request_id": run_a["requestId"], "execution_id": run_a["executionId"], "data": {"x": 1}}
+        status, out = await st.post(url, json=body)
+        assert status == 401 and out["error"] == "missing callback credentials"
+        for bad in ("forged", tok_b):  # a forged token, and another request's genuine token
+            status, _ = await st.post(url, json=body, headers={"Authorization": f"Bearer {bad}"})
+            assert status == 403
+        status, out = await st.post(
+            url,
+            json={**body, "execution_id": run_b["executionId"]},
+            headers={"Authorization": f"Bearer {tok_a}"},
+        )
+        assert status == 403 and out["error"] == "execution_id does not match request"
+        status, _ = await st.post(
+            url, json={**body, "request_id": "nope"}, headers={"Authorization": f"Bearer {tok_a}"}
+        )
+        assert status == 404
+        assert not a.of("playbook/result")
+        status, out = await st.post(
+            "/api/internal/progress",
+            json={"request_id": run_a["requestId"], "step": "s", "message": "half", "progress": 0.5},
+            headers={"Authorization": f"Bearer {tok_a}"},
+        )
+        assert status == 200 and out == {"status": "sent"}
+        status, out = await st.post(url, json=body, headers={"Authorization": f"Bearer {tok_a}"})
+        assert status == 200 and out == {"status": "delivered"}
+        result = await a.wait_for(lambda f: f.get("event") == "playbook/result", what="result frame")
+        params = result["data"]["params"]
+        assert params == {
+            "requestId": run_a["requestId"],
+            "executionId": run_a["executionId"],
+            "status": "COMPLETED",
+            "data": {"x": 1},
+        }
+        events = [f["event"] for f in a.frames]
+        state_i = max(i for i, e in enumerate(events) if e == "playbook/state")
+        assert events.index("playbook/result") == state_i + 1  # synthetic state right before the result
+        assert a.of("playbook/progress")[0]["data"]["params"]["progress"] == 0.5
+        # The request is gone after delivery; a replayed callback finds nothing.
+        status, _ = await st.post(url, json=body, headers={"Authorization": f"Bearer {tok_a}"})
+        assert status == 404
+        # Bob's stream never carried anything of Alice's request or execution.
+        for f in b.frames:
+            text = str(f["data"])
+            assert run_a["requestId"] not in text and run_a["executionId"] not in text
+        # Bob cannot take over Alice's client id.
+        async with sse(st, bob, "cb-a") as hijack:
+            await hijack.wait_for(lambda f: f.get("event") == "error", what="hijack error")
+            assert hijack.frames[0]["data"]["error"]["code"] == -32003
