@@ -176,3 +176,30 @@ async def test_callbacks_reach_only_the_owning_client(stack: Stack) -> None:
         async with sse(st, bob, "cb-a") as hijack:
             await hijack.wait_for(lambda f: f.get("event") == "error", what="hijack error")
             assert hijack.frames[0]["data"]["error"]["code"] == -32003
+
+
+async def test_last_event_id_replays_missed_frames(stack: Stack) -> None:
+    st = stack
+    token = await st.login(role="admin")
+    async with sse(st, token, "client-r") as first:
+        await first.wait_for(lambda f: f.get("event") == "message", what="init")
+        run = await start(st, token, f"client-r-{RUN}")
+        await first.wait_for(
+            lambda f: (
+                f.get("event") == "playbook/state"
+                and f["data"]["params"]["event_type"] == "playbook.completed"
+            ),
+            what="completion",
+        )
+        seen = [f["id"] for f in first.of("playbook/state")]
+    assert len(seen) >= 2
+    # Reconnect as if only the first frame had arrived: the rest is replayed from the event log.
+    async with sse(st, token, "client-r", **{"Last-Event-ID": seen[0]}) as again:
+        init = await again.wait_for(lambda f: f.get("event") == "message", what="init")
+        pending = init["data"]["result"]["pendingRequests"]
+        assert pending == [
+            {"requestId": run["requestId"], "executionId": run["executionId"], "playbookPath": "tests/linear"}
+        ]
+        await again.wait_for(lambda f: f.get("id") == seen[-1], what="replayed last frame")
+        replayed = [f["id"] for f in again.of("playbook/state")]
+        assert replayed == seen[1:]
