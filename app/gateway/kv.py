@@ -148,10 +148,8 @@ class GatewayNats:
         """Keys matching a subject filter (never a full scan); [] when none."""
         kv = self._kv(which)
         try:
-            return list(await asyncio.wait_for(kv.keys(filters=[subject_filter]), OP_TIMEOUT))
+            return await asyncio.wait_for(_watched_keys(kv, subject_filter), OP_TIMEOUT)
         except Exception as exc:
-            if "no keys" in str(exc).lower() or type(exc).__name__ == "NoKeysError":
-                return []
             raise KvError(str(exc)[:200]) from None
 
     async def request(self, subject: str, payload: bytes) -> bytes | None:
@@ -171,3 +169,19 @@ async def _bucket(js: Any, name: str, ttl: int, max_value: int) -> KeyValue:
     except Exception:
         config = KeyValueConfig(bucket=name, ttl=float(ttl), history=1, max_value_size=max_value)
         return await js.create_key_value(config=config)  # type: ignore[no-any-return]
+
+
+async def _watched_keys(kv: KeyValue, subject_filter: str) -> list[str]:
+    # nats-py's KeyValue.keys(filters=) matches filters as substrings client-side, so a wildcard
+    # filter like `exec.<id>.>` never matches; a watch on the pattern filters on the server instead.
+    watcher = await kv.watch(subject_filter, ignore_deletes=True, meta_only=True)
+    keys: list[str] = []
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            if entry.operation is None:
+                keys.append(entry.key)
+    finally:
+        await watcher.stop()
+    return keys

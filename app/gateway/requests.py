@@ -78,8 +78,12 @@ class RequestStore:
             keys = await self.nats.keys("requests", subject_filter)
         except KvError:
             return []
+        # Older NATS servers may ignore the filter: never route another client's keys.
+        prefix = subject_filter.removesuffix(">")
         out = []
         for key in keys:
+            if not key.startswith(prefix):
+                continue
             rid = key.rsplit(".", 1)[-1]
             entry = await self.get(rid)
             if entry is not None:

@@ -17,7 +17,7 @@ from app.services.eventlog import (
     canonical_status,
     naive_utc,
 )
-from app.services.locks import lock_execution
+from app.services.locks import locked_transaction
 from app.timefmt import parse_ts
 
 LIFECYCLE = frozenset(
@@ -310,8 +310,7 @@ async def ingest(
 
     started = time.perf_counter()
     now = datetime.now(UTC)
-    async with deps.pool.acquire() as conn, conn.transaction():
-        await lock_execution(conn, execution_id)
+    async with deps.pool.acquire() as conn, locked_transaction(conn, execution_id):
         unit = Ingest(conn, deps, execution_id, now)
         expects_trigger = any(
             effective_type(str(ev.get("event_type")), ev.get("status"), ev.get("payload")) in TRIGGER_TYPES

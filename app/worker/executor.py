@@ -145,8 +145,9 @@ class CommandExecutor:
             done, _ = await asyncio.wait({work}, timeout=5)
             if not done:
                 work.cancel()
-                with contextlib.suppress(BaseException):
-                    await work
+            # retrieve the tool's own ToolCancelled too, or asyncio logs it as never retrieved
+            with contextlib.suppress(BaseException):
+                await work
             raise ToolCancelled()
         return work.result()
 

@@ -112,16 +112,19 @@ async def _replay(gw: Gateway, conn: Connection, pending: list[dict[str, object]
     for eid in sorted({str(p.get("execution_id")) for p in pending if p.get("execution_id")}):
         with contextlib.suppress(Exception):
             page = await gw.server.call(
-                "GET", f"/api/executions/{eid}/events?after={after_id}&limit={REPLAY_PAGE}", timeout=10
+                "GET",
+                f"/api/executions/{eid}/events?since_event_id={after_id}&page_size={REPLAY_PAGE}",
+                timeout=10,
             )
             events = page.get("events", []) if isinstance(page, dict) else page
             for ev in events or []:
-                params = state_from_event(ev, "", gw.settings.updates_subject_prefix)
-                ev_id = ev.get("event_id") if isinstance(ev, dict) else None
+                if not isinstance(ev, dict):
+                    continue
+                # Event-log items do not repeat their execution id; the mapping needs it.
+                params = state_from_event({"execution_id": eid, **ev}, "", gw.settings.updates_subject_prefix)
+                ev_id = ev.get("event_id")
                 if params is None or ev_id is None or int(ev_id) <= after_id:
                     continue
-                if not params.get("execution_id"):
-                    params["execution_id"] = eid
                 frames.append(
                     (int(ev_id), Frame("playbook/state", notification("playbook/state", params), str(ev_id)))
                 )
