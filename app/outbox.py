@@ -21,8 +21,9 @@ NOTIFY_CHANNEL = "noetl_outbox"
 CLAIM_SQL = """
 WITH picked AS (
     SELECT outbox_id, status AS prev_status FROM outbox
-    WHERE (status IN ('PENDING', 'FAILED') AND available_at <= now())
-       OR (status = 'IN_FLIGHT' AND locked_at < now() - make_interval(secs => $2))
+    WHERE ((status IN ('PENDING', 'FAILED') AND available_at <= now())
+        OR (status = 'IN_FLIGHT' AND locked_at < now() - make_interval(secs => $2)))
+      AND ($3::text[] IS NULL OR kind = ANY($3::text[]))
     ORDER BY outbox_id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -82,9 +83,11 @@ def backoff_seconds(attempts: int, max_delay: int = 300) -> int:
     return int(min(max_delay, 2 ** min(8, max(0, attempts - 1))))
 
 
-async def claim(conn: Executor, limit: int, lease_seconds: float) -> list[OutboxRow]:
+async def claim(
+    conn: Executor, limit: int, lease_seconds: float, kinds: list[str] | None = None
+) -> list[OutboxRow]:
     """Claim up to `limit` claimable rows; concurrent claimers never get the same row."""
-    recs = await conn.fetch(CLAIM_SQL, limit, float(lease_seconds))
+    recs = await conn.fetch(CLAIM_SQL, limit, float(lease_seconds), kinds or None)
     rows = [
         OutboxRow(
             r["outbox_id"],
@@ -143,6 +146,7 @@ class Relay:
         batch_size: int = 100,
         lease_seconds: float = 60.0,
         concurrency: int = 256,
+        kinds: list[str] | None = None,
     ) -> None:
         self.pool = pool
         self.publish = publish
@@ -150,6 +154,7 @@ class Relay:
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.sem = asyncio.Semaphore(concurrency)
+        self.kinds = kinds or None
 
     async def _publish_one(self, row: OutboxRow) -> str | None:
         if not row.subject:
@@ -163,7 +168,7 @@ class Relay:
 
     async def run_once(self) -> int:
         """Claim, publish and mark one batch; returns how many rows were claimed."""
-        rows = await claim(self.pool, self.batch_size, self.lease_seconds)
+        rows = await claim(self.pool, self.batch_size, self.lease_seconds, self.kinds)
         if not rows:
             return 0
         reclaimed = sum(1 for r in rows if r.reclaimed)

@@ -45,7 +45,8 @@ async def post_outbox_claim(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     if isinstance(body, dict) and "limit" in body:
         limit = _limit(body["limit"])
-    rows = await outbox.claim(deps.pool, limit, deps.settings.server.outbox_inflight_lease_seconds)
+    kinds = [k.strip() for k in request.query.get("kind", "").split(",") if k.strip()]
+    rows = await outbox.claim(deps.pool, limit, deps.settings.server.outbox_inflight_lease_seconds, kinds)
     reclaimed = sum(1 for r in rows if r.reclaimed)
     if reclaimed:
         deps.metrics.outbox_inflight_reclaimed.inc(reclaimed)
