@@ -74,6 +74,7 @@ async def post_outbox_mark_failed(request: web.Request) -> web.Response:
 @routes.get("/api/internal/outbox/pending-count")
 async def get_outbox_pending_count(request: web.Request) -> web.Response:
     deps = deps_of(request)
-    n = await outbox.pending_count(deps.pool, deps.settings.server.outbox_inflight_lease_seconds)
+    s = deps.settings.server
+    n = await outbox.pending_count(deps.pool, s.outbox_inflight_lease_seconds, s.outbox_pending_count_cap)
     deps.metrics.outbox_pending.set(n)
     return json_response({"pending": n})

@@ -159,3 +159,29 @@ async def test_claim_route_filters_by_kind(db_dsn: str, ops_settings: MakeOps) -
         assert status == 200 and [r["event_id"] for r in res["rows"]] == [2]
         status, res = await api.post("/api/internal/outbox/claim?limit=10", headers=auth)
         assert status == 200 and sorted(r["event_id"] for r in res["rows"]) == [1, 3]
+
+
+async def test_pending_count_saturates_at_its_cap(db_dsn: str, ops_settings: MakeOps) -> None:
+    settings = ops_settings(
+        db_dsn,
+        None,
+        NOETL_INTERNAL_API_TOKEN=TOKEN,
+        NOETL_OUTBOX_RELAY_ENABLED="false",
+        NOETL_OUTBOX_PENDING_COUNT_CAP="25",
+    )
+    async with running_api(settings, SERVER_LOOPS) as api:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        conn = await asyncpg.connect(db_dsn, server_settings={"search_path": "noetl"})
+        try:
+            await conn.execute(
+                "INSERT INTO outbox (execution_id, event_id, kind, subject, payload)"
+                " SELECT 1, g, 'event', 's', '{}' FROM generate_series(1, 20) g"
+            )
+            assert (await api.get("/api/internal/outbox/pending-count", headers=auth))[1] == {"pending": 20}
+            await conn.execute(
+                "INSERT INTO outbox (execution_id, event_id, kind, subject, payload)"
+                " SELECT 1, g, 'event', 's', '{}' FROM generate_series(21, 60) g"
+            )
+            assert (await api.get("/api/internal/outbox/pending-count", headers=auth))[1] == {"pending": 25}
+        finally:
+            await conn.close()
