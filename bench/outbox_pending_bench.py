@@ -44,7 +44,9 @@ async def fill(dsn: str, rows: int, claimable: int) -> None:
         await conn.close()
 
 
-async def measure(url: str, requests: int, budget_s: float = 120.0) -> tuple[list[float], int]:
+async def measure(
+    url: str, requests: int, path: str = "/api/internal/outbox/pending-count", budget_s: float = 120.0
+) -> tuple[list[float], int]:
     """Sequential polls (like a scaler); returns latencies in seconds and the last answer."""
     lat: list[float] = []
     last = -1
@@ -54,10 +56,10 @@ async def measure(url: str, requests: int, budget_s: float = 120.0) -> tuple[lis
             if time.monotonic() > deadline:
                 break
             t0 = time.perf_counter()
-            async with http.get(f"{url}/api/internal/outbox/pending-count") as r:
+            async with http.get(f"{url}{path}") as r:
                 body = await r.json()
             lat.append(time.perf_counter() - t0)
-            last = int(body["pending"])
+            last = int(body.get("pending", -1))
     return lat, last
 
 
@@ -70,6 +72,10 @@ def main() -> None:
     with services() as (dsn, _nats):
         env = {"NOETL_INTERNAL_API_TOKEN": TOKEN, "NOETL_OUTBOX_RELAY_ENABLED": "false"}
         with server(dsn, None, **env) as url:
+            base, _ = asyncio.run(measure(url, args.requests, "/healthz"))
+            print(
+                f"baseline GET /healthz: p50 {pct(base, 50):.2f} ms  p95 {pct(base, 95):.2f} ms", flush=True
+            )
             for label, claimable in (
                 ("healthy (1% claimable)", args.rows // 100),
                 ("backlog (all claimable)", args.rows),
