@@ -36,6 +36,7 @@ async def relay_loop(deps: Deps) -> None:
         deps.metrics,
         batch_size=deps.settings.server.outbox_batch_size,
         lease_seconds=deps.settings.server.outbox_inflight_lease_seconds,
+        kinds=deps.settings.server.outbox_relay_kinds,
     )
     await relay.run_forever(deps.outbox_wakeup)
 

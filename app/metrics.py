@@ -97,3 +97,19 @@ class Metrics:
         self.consumer_lag = Gauge(
             "noetl_consumer_lag", "Pending messages or rows per internal consumer", ["consumer"], registry=r
         )
+        # Internal operations (cleanup, residency audit).
+        self.cleanup_purged = Counter(
+            "noetl_cleanup_purged_total", "Rows deleted by the retention purge", ["kind"], registry=r
+        )
+        self.cleanup_runs = Counter(
+            "noetl_cleanup_runs_total", "Retention purge runs", ["trigger", "outcome"], registry=r
+        )
+        self.residency_audit_violations = Gauge(
+            "noetl_residency_audit_violations",
+            "Residency violations found by the last residency audit",
+            ["kind"],
+            registry=r,
+        )
+        self.residency_audit_runs = Counter(
+            "noetl_residency_audit_runs_total", "Residency audit runs", ["trigger", "outcome"], registry=r
+        )

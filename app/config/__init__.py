@@ -11,6 +11,7 @@ from app.config._base import config_error
 from app.config.database import DatabaseSettings
 from app.config.gateway import GatewaySettings
 from app.config.nats import NatsSettings, redact_url
+from app.config.ops import OpsSettings
 from app.config.secrets import ProviderSettings, SecretsSettings
 from app.config.server import ServerSettings
 from app.config.worker import WorkerSettings
@@ -45,6 +46,10 @@ class Settings(BaseModel):
     @cached_property
     def gateway(self) -> GatewaySettings:
         return _build(GatewaySettings, "gateway")
+
+    @cached_property
+    def ops(self) -> OpsSettings:
+        return _build(OpsSettings, "ops")
 
     @cached_property
     def providers(self) -> ProviderSettings:

@@ -50,6 +50,8 @@ class ServerSettings(Group):
     outbox_relay_enabled: bool = env("NOETL_OUTBOX_RELAY_ENABLED", default=True)
     outbox_batch_size: int = env("NOETL_OUTBOX_PUBLISHER_BATCH_SIZE", default=100, ge=1, le=1000)
     outbox_inflight_lease_seconds: float = env("NOETL_OUTBOX_INFLIGHT_LEASE_SECONDS", default=60.0, gt=0)
+    outbox_relay_kinds_raw: str = env("NOETL_OUTBOX_RELAY_KINDS", default="")
+    outbox_pending_count_cap: int = env("NOETL_OUTBOX_PENDING_COUNT_CAP", default=10_000, ge=1)
     tls_cert: str = env("NOETL_TLS_CERT", default="")
     tls_key: str = env("NOETL_TLS_KEY", default="")
     tls_client_ca: str = env("NOETL_TLS_CLIENT_CA", default="")
@@ -88,6 +90,11 @@ class ServerSettings(Group):
         if bare in {"trace", "debug", "info", "warn", "warning", "error"}:
             return "debug" if bare == "trace" else ("warning" if bare == "warn" else bare)
         return "info"
+
+    @property
+    def outbox_relay_kinds(self) -> list[str]:
+        """Outbox kinds the relays claim (empty: every kind), e.g. `command` when the mirror goes to the system pool."""
+        return [k.strip() for k in self.outbox_relay_kinds_raw.split(",") if k.strip()]
 
     @property
     def server_url(self) -> str:

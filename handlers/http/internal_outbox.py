@@ -45,7 +45,8 @@ async def post_outbox_claim(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"))
     if isinstance(body, dict) and "limit" in body:
         limit = _limit(body["limit"])
-    rows = await outbox.claim(deps.pool, limit, deps.settings.server.outbox_inflight_lease_seconds)
+    kinds = [k.strip() for k in request.query.get("kind", "").split(",") if k.strip()]
+    rows = await outbox.claim(deps.pool, limit, deps.settings.server.outbox_inflight_lease_seconds, kinds)
     reclaimed = sum(1 for r in rows if r.reclaimed)
     if reclaimed:
         deps.metrics.outbox_inflight_reclaimed.inc(reclaimed)
@@ -73,6 +74,7 @@ async def post_outbox_mark_failed(request: web.Request) -> web.Response:
 @routes.get("/api/internal/outbox/pending-count")
 async def get_outbox_pending_count(request: web.Request) -> web.Response:
     deps = deps_of(request)
-    n = await outbox.pending_count(deps.pool, deps.settings.server.outbox_inflight_lease_seconds)
+    s = deps.settings.server
+    n = await outbox.pending_count(deps.pool, s.outbox_inflight_lease_seconds, s.outbox_pending_count_cap)
     deps.metrics.outbox_pending.set(n)
     return json_response({"pending": n})

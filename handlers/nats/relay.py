@@ -34,6 +34,7 @@ async def run_relay(deps: Deps) -> None:
         deps.metrics,
         batch_size=deps.settings.server.outbox_batch_size,
         lease_seconds=deps.settings.server.outbox_inflight_lease_seconds,
+        kinds=deps.settings.server.outbox_relay_kinds,
     )
     await relay.run_forever(deps.outbox_wakeup)
 
@@ -44,7 +45,8 @@ async def lag_loop(deps: Deps, interval: float = 5.0) -> None:
 
     while True:
         try:
-            n = await pending_count(deps.pool, deps.settings.server.outbox_inflight_lease_seconds)
+            s = deps.settings.server
+            n = await pending_count(deps.pool, s.outbox_inflight_lease_seconds, s.outbox_pending_count_cap)
             deps.metrics.outbox_pending.set(n)
             deps.metrics.consumer_lag.labels("outbox_relay").set(n)
         except Exception:  # metrics must never take the relay down

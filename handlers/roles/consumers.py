@@ -17,19 +17,23 @@ from faststream.nats import NatsBroker
 from app.bootstrap import Deps, build_deps
 from app.bus import StreamSpec, ensure_stream
 from app.config import Settings
+from app.services import cleanup, residency_audit
 from handlers.http.health import add_metrics_route
 from handlers.http.health import routes as health_routes
 from handlers.http.keys import DEPS
-from handlers.nats import ingest, relay
+from handlers.nats import ingest, projector, relay
 from handlers.roles.lifecycle import Background, stop_event
 
 log = logging.getLogger(__name__)
 
 Register = Callable[[NatsBroker, Deps], None]
-REGISTRARS: list[Register] = [relay.register, ingest.register]
+REGISTRARS: list[Register] = [relay.register, ingest.register, projector.register]
 LOOPS: list[tuple[str, Callable[[Deps], Awaitable[None]]]] = [
     ("outbox-relay", relay.run_relay),
     ("outbox-lag", relay.lag_loop),
+    ("projection-lag", projector.lag_loop),
+    ("cleanup", cleanup.cleanup_loop),
+    ("residency-audit", residency_audit.residency_loop),
 ]
 
 

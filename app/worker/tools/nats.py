@@ -198,7 +198,42 @@ def _headers(raw: Any) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in raw.items() if v is not None}
 
 
+MAX_BATCH = 1000
+
+
+async def _publish_each(js: JetStreamContext, item: Mapping[str, Any], stream: str | None) -> dict[str, Any]:
+    """One message of a batch; a failure is reported in its result, never raised."""
+    subject = item.get("subject")
+    out: dict[str, Any] = {"id": item.get("id"), "subject": subject}
+    if not isinstance(subject, str) or not subject.strip():
+        return {**out, "error": "subject is required"}
+    headers = _headers(item.get("headers")) or {}
+    if item.get("msg_id") not in (None, ""):
+        headers["Nats-Msg-Id"] = str(item["msg_id"])
+    try:
+        ack = await js.publish(subject, _encode(item.get("data")), stream=stream, headers=headers or None)
+    except nats.js.errors.APIError as exc:
+        return {**out, "error": exc.description or "server error"}
+    except (nats.errors.Error, TimeoutError) as exc:
+        return {**out, "error": type(exc).__name__}
+    return {**out, "stream": ack.stream, "seq": ack.seq, "duplicate": bool(ack.duplicate)}
+
+
+async def _publish_batch(js: JetStreamContext, config: Mapping[str, Any], messages: Any) -> dict[str, Any]:
+    # Extension for relays such as system/outbox_publisher: one command publishes a whole claim batch.
+    if not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
+        raise ToolError("nats js_publish: messages must be a list of objects", code="invalid_config")
+    if len(messages) > MAX_BATCH:
+        raise ToolError(f"nats js_publish: at most {MAX_BATCH} messages per call", code="invalid_config")
+    stream = config.get("stream") if isinstance(config.get("stream"), str) else None
+    results = [await _publish_each(js, m, stream) for m in messages]
+    failed = sum(1 for r in results if "error" in r)
+    return {"status": "success", "published": len(results) - failed, "failed": failed, "results": results}
+
+
 async def js_publish(js: JetStreamContext, config: Mapping[str, Any]) -> dict[str, Any]:
+    if config.get("messages") is not None:
+        return await _publish_batch(js, config, config["messages"])
     subject = _require(config, "subject", "name")
     stream = config.get("stream") if isinstance(config.get("stream"), str) else None
     headers = _headers(config.get("headers")) or {}

@@ -111,6 +111,31 @@ async def test_js_publish_get_and_consume(nats_url: str, js: Any) -> None:
         await js.delete_stream(stream)
 
 
+async def test_js_publish_batch_reports_each_message(nats_url: str, js: Any) -> None:
+    stream, subject = f"TOOL_{uid()}", f"tool.{uid()}"
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+    try:
+        ctx = make_ctx(nats_url=nats_url)
+        messages = [
+            {"id": 1, "subject": f"{subject}.a", "data": {"n": 1}, "msg_id": "b-1"},
+            {"id": 2, "subject": "no.stream.here", "data": {"n": 2}, "msg_id": "b-2"},
+            {"id": 3, "subject": f"{subject}.b", "data": {"n": 3}, "msg_id": "b-1"},
+            {"id": 4, "data": {}},
+        ]
+        out = await nats_tool.run({"operation": "js_publish", "messages": messages}, ctx)
+        assert out["status"] == "success" and (out["published"], out["failed"]) == (2, 2)
+        by_id = {r["id"]: r for r in out["results"]}
+        assert by_id[1]["seq"] == 1 and by_id[1]["duplicate"] is False
+        assert "error" in by_id[2] and "seq" not in by_id[2]
+        assert by_id[3]["duplicate"] is True  # same Nats-Msg-Id as message 1
+        assert by_id[4]["error"] == "subject is required"
+        assert (await js.stream_info(stream)).state.messages == 1
+        with pytest.raises(ToolError, match="messages must be a list"):
+            await nats_tool.run({"operation": "js_publish", "messages": {"subject": "x"}}, ctx)
+    finally:
+        await js.delete_stream(stream)
+
+
 async def test_object_store(nats_url: str, js: Any) -> None:
     bucket = f"tool_obj_{uid()}"
     await js.create_object_store(bucket=bucket)
