@@ -18,8 +18,11 @@ from projections.sync import rebuild_commands, rebuild_executions
 
 CHUNK = 5000
 
+# `context` is only a fallback for a payload missing from `result.context` (app/domain/fold.py), and decoding
+# jsonb dominates a replay, so it is streamed only where it can be read.
 STREAM_SQL = """
-SELECT event_id, execution_id, event_type, node_name, node_type, status, result, context, meta, error,
+SELECT event_id, execution_id, event_type, node_name, node_type, status, result,
+       CASE WHEN jsonb_typeof(result->'context') = 'object' THEN NULL ELSE context END AS context, meta, error,
        command_id, worker_id, parent_event_id, parent_execution_id, catalog_id, created_at, seq
   FROM event {where} ORDER BY execution_id, event_id
 """
