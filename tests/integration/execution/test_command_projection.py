@@ -1,0 +1,105 @@
+"""The one-statement command projection of ingested events equals projecting them one by one, in order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.services import events
+from tests.support.playbooks import LINEAR, register
+from tests.support.server import Api, make_settings, running_api
+
+pytestmark = pytest.mark.integration
+
+# Each scenario: events posted first (one by one), then one batch; all about the `start` command.
+SCENARIOS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+    "started": ([], [{"event_type": "command.started"}]),
+    "call.done then completed": (
+        [],
+        [
+            {"event_type": "call.done", "payload": {"result": {"x": 1}}},
+            {"event_type": "command.completed", "status": "success", "payload": {"result": {"x": 1}}},
+        ],
+    ),
+    "started, call.done, completed": (
+        [],
+        [
+            {"event_type": "command.started"},
+            {"event_type": "call.done"},
+            {"event_type": "command.completed", "status": "success", "payload": {"result": {"y": 2}}},
+        ],
+    ),
+    "completed reporting an error": (
+        [],
+        [{"event_type": "command.completed", "status": "error", "payload": {"error": "boom"}}],
+    ),
+    "two touches": ([], [{"event_type": "step.progress"}, {"event_type": "step.progress"}]),
+    "claimed by another worker": ([], [{"event_type": "command.claimed", "worker_id": "w2"}]),
+    "started after completion": (
+        [{"event_type": "command.completed", "status": "success", "payload": {"result": {}}}],
+        [{"event_type": "command.started"}, {"event_type": "step.progress"}],
+    ),
+    "started alone after completion": (
+        [{"event_type": "command.completed", "status": "success", "payload": {"result": {}}}],
+        [{"event_type": "command.started"}],
+    ),
+    "completed then touch": (
+        [],
+        [{"event_type": "command.completed", "status": "success"}, {"event_type": "call.done"}],
+    ),
+}
+
+
+async def _run(api: Api, before: list[dict[str, Any]], batch: list[dict[str, Any]]) -> dict[str, Any]:
+    _, started = await api.post("/api/execute", json={"path": "tests/linear"})
+    eid = int(started["execution_id"])
+    cid = await api.deps.pool.fetchval(
+        "SELECT command_id FROM command WHERE execution_id = $1 AND step_name = 'start'", eid
+    )
+
+    def item(ev: dict[str, Any]) -> dict[str, Any]:
+        payload = {"command_id": str(cid), **(ev.get("payload") or {})}
+        return {"step": "start", "worker_id": "w1", **ev, "meta": {"command_id": cid}, "payload": payload}
+
+    for ev in before:
+        status, body = await api.post("/api/events", json={"execution_id": str(eid), **item(ev)})
+        assert status == 200, body
+    items = [{**item(ev), "event_id": api.deps.ids.next_id()} for ev in batch]
+    status, body = await api.post(
+        "/api/events/batch", json={"execution_id": str(eid), "worker_id": "w1", "events": items}
+    )
+    assert status == 200, body
+    position = {i["event_id"]: n for n, i in enumerate(items)}
+    row = await api.deps.pool.fetchrow(
+        "SELECT status, worker_id, result, error, started_at IS NOT NULL AS started, "
+        "completed_at IS NOT NULL AS completed, claimed_at IS NOT NULL AS claimed, latest_event_id "
+        "FROM command WHERE execution_id = $1 AND command_id = $2",
+        eid,
+        cid,
+    )
+    out = dict(row)
+    out["latest_event_id"] = position.get(out["latest_event_id"], "earlier")
+    return out
+
+
+async def test_batch_projection_matches_row_by_row(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running_api(make_settings(db_dsn)) as api:
+        await register(api, LINEAR)
+        one_statement = {name: await _run(api, *sc) for name, sc in SCENARIOS.items()}
+        monkeypatch.setattr(events, "_collapsible", lambda updates: False)
+        row_by_row = {name: await _run(api, *sc) for name, sc in SCENARIOS.items()}
+    assert one_statement == row_by_row
+    # and the expected absolute outcomes of a few
+    assert one_statement["call.done then completed"]["status"] == "COMPLETED"
+    assert one_statement["call.done then completed"]["result"] == {"x": 1}
+    assert one_statement["call.done then completed"]["latest_event_id"] == 1
+    assert one_statement["completed reporting an error"]["status"] == "FAILED"
+    assert one_statement["completed reporting an error"]["error"] == "boom"
+    assert one_statement["started"]["status"] == "RUNNING" and one_statement["started"]["started"]
+    assert one_statement["claimed by another worker"]["worker_id"] == "w2"
+    assert one_statement["started after completion"]["status"] == "COMPLETED"
+    assert one_statement["started after completion"]["latest_event_id"] == 1
+    assert one_statement["started alone after completion"]["latest_event_id"] == "earlier"
+    assert one_statement["completed then touch"]["latest_event_id"] == 1
+    assert one_statement["completed then touch"]["status"] == "COMPLETED"
