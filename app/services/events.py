@@ -14,12 +14,12 @@ from app.services.eventlog import (
     ERROR_STATUSES,
     TRIGGER_TYPES,
     canonical_status,
-    mirror_rows,
+    mirror_subject,
     naive_utc,
 )
 from app.services.locks import locked_transaction
 from app.store.rows import ingest_events
-from app.timefmt import parse_ts
+from app.timefmt import parse_ts, rfc3339
 
 LIFECYCLE = frozenset(
     {
@@ -274,13 +274,10 @@ class Ingest:
         ex = self.execution_row
         # A terminal execution is never orchestrated: no need to read its events back.
         since = ex["state_seq"] if ex is not None and ex["status"] not in TERMINAL_EXECUTION else None
+        settings = self.deps.settings
+        subject = mirror_subject(settings, clean[0]) if settings.server.event_mirror_enabled else None
         recs = await ingest_events(
-            self.conn,
-            self.execution_id,
-            clean,
-            mirror_rows(self.deps.settings, clean, self.now),
-            updates,
-            since,
+            self.conn, self.execution_id, clean, subject, rfc3339(self.now) or "", updates, since
         )
         inserted = {r["event_id"] for r in recs if r["new"]}
         if since is not None:

@@ -240,15 +240,36 @@ ENGINE_COLUMNS = (
     "parent_event_id, parent_execution_id, command_id, worker_id, created_at, seq"
 )
 
+# app.timefmt.rfc3339 of a naive-UTC timestamp column: seconds, then .fff or .ffffff only when needed.
+_US = "(extract(microseconds FROM {c})::int % 1000000)"
+_RFC3339 = (
+    "to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN " + _US + " = 0 THEN 'Z' "
+    "WHEN " + _US + " % 1000 = 0 THEN '.' || lpad((" + _US + " / 1000)::text, 3, '0') || 'Z' "
+    "ELSE '.' || lpad(" + _US + "::text, 6, '0') || 'Z' END"
+)
+
+# eventlog.mirror_envelope built from the inserted rows themselves ($2 subject, NULL: mirror off;
+# $5 ingest_time): the row is not encoded and sent a second time. Rows from events.Ingest carry no
+# tenant or organization, so one subject serves them all.
+_MIRROR_FROM_INS = (
+    "INSERT INTO outbox (execution_id, event_id, kind, subject, payload, payload_codec) "
+    "SELECT i.execution_id, i.event_id, 'event', $2::text, jsonb_build_object("
+    "'catalog_id', i.catalog_id, 'command_id', i.command_id, 'created_at', i.ts, 'event_id', i.event_id, "
+    "'event_time', i.ts, 'event_type', i.event_type, 'execution_id', i.execution_id, 'frame_id', NULL, "
+    "'ingest_time', $5::text, 'meta', i.meta, 'node_id', i.node_id, 'node_name', i.node_name, "
+    "'parent_event_id', i.parent_event_id, 'parent_execution_id', i.parent_execution_id, "
+    "'result', i.result, 'stage_id', NULL, 'status', i.status), 'json' "
+    "FROM (SELECT ins.*, " + _RFC3339.format(c="ins.created_at") + " AS ts FROM ins) AS i "
+    "WHERE $2::text IS NOT NULL ORDER BY i.seq ON CONFLICT (event_id, kind) DO NOTHING"
+)
+
 _INGEST_HEAD = (
     "WITH ins AS ("
-    + INSERT_EVENTS.replace("RETURNING event_id, seq", "RETURNING " + ENGINE_COLUMNS)
+    + INSERT_EVENTS.replace(
+        "RETURNING event_id, seq", "RETURNING " + ENGINE_COLUMNS + ", execution_id, catalog_id"
+    )
     + "), ob AS ("
-    + _recordset_sql(
-        "outbox",
-        OUTBOX_COLUMNS,
-        "WHERE x.event_id IN (SELECT event_id FROM ins) ON CONFLICT (event_id, kind) DO NOTHING",
-    ).replace("$1", "$2")
+    + _MIRROR_FROM_INS
     + "), cu AS ("
     + _PROJECT_COMMANDS
     + ") "
@@ -256,12 +277,13 @@ _INGEST_HEAD = (
 
 INGEST_EVENTS = _INGEST_HEAD + "SELECT true AS new, event_id, seq FROM ins"
 
-# The same, plus every event stored since the execution's folded state ($5 = state_seq): the rows an
+# The same, plus every event stored since the execution's folded state: the rows an
 # orchestration pass folds, read in the statement that writes the new ones (which it cannot see yet).
+# $6 = state_seq.
 INGEST_EVENTS_FOR_PASS = (
     _INGEST_HEAD
     + f"SELECT * FROM (SELECT true AS new, {ENGINE_COLUMNS} FROM ins UNION ALL "
-    + f"SELECT false AS new, {ENGINE_COLUMNS} FROM event WHERE execution_id = $4 AND seq > $5) AS u ORDER BY seq"
+    + f"SELECT false AS new, {ENGINE_COLUMNS} FROM event WHERE execution_id = $4 AND seq > $6) AS u ORDER BY seq"
 )
 
 
@@ -269,16 +291,17 @@ async def ingest_events(
     conn: Conn,
     execution_id: int,
     rows: list[dict[str, Any]],
-    mirror: list[dict[str, Any]],
+    mirror_subject: str | None,
+    ingest_time: str,
     command_updates: list[dict[str, Any]],
     since_seq: int | None = None,
 ) -> list[Any]:
-    """Events, their mirror rows and the command projection of the new ones in one round trip.
+    """Events of one execution, their mirror rows (unless the subject is None) and the command projection
+    of the new ones, in one round trip.
 
     Returns records with `new` (inserted now) and `event_id`, `seq`; with `since_seq`, every engine
     column too, plus the events stored earlier with seq > since_seq, all in seq order."""
+    args = (rows, mirror_subject, command_updates, execution_id, ingest_time)
     if since_seq is None:
-        return list(await conn.fetch(INGEST_EVENTS, rows, mirror, command_updates, execution_id))
-    return list(
-        await conn.fetch(INGEST_EVENTS_FOR_PASS, rows, mirror, command_updates, execution_id, since_seq)
-    )
+        return list(await conn.fetch(INGEST_EVENTS, *args))
+    return list(await conn.fetch(INGEST_EVENTS_FOR_PASS, *args, since_seq))

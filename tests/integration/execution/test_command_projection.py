@@ -103,3 +103,58 @@ async def test_batch_projection_matches_row_by_row(db_dsn: str, monkeypatch: pyt
     assert one_statement["started alone after completion"]["latest_event_id"] == "earlier"
     assert one_statement["completed then touch"]["latest_event_id"] == 1
     assert one_statement["completed then touch"]["status"] == "COMPLETED"
+
+
+async def test_mirror_rows_built_in_sql_equal_the_python_envelope(db_dsn: str) -> None:
+    from datetime import datetime
+
+    from app.services.eventlog import mirror_envelope, mirror_subject
+
+    async with running_api(make_settings(db_dsn)) as api:
+        await register(api, LINEAR)
+        _, started = await api.post("/api/execute", json={"path": "tests/linear"})
+        eid = int(started["execution_id"])
+        stamps = [
+            "2026-12-04T10:00:00Z",
+            "2026-12-04T10:00:00.120Z",
+            "2026-12-04T10:00:00.123456Z",
+            "2026-12-04T10:00:00.000100Z",
+            None,
+        ]
+        items = [
+            {
+                "step": "start",
+                "event_type": "step.progress",
+                "event_id": api.deps.ids.next_id(),
+                "payload": {"i": n, "nested": {"a": [1, 2.5, None, "x"]}},
+                "meta": {"k": "v", "n": n},
+                **({"created_at": ts} if ts else {}),
+            }
+            for n, ts in enumerate(stamps)
+        ]
+        status, body = await api.post(
+            "/api/events/batch", json={"execution_id": str(eid), "worker_id": "w1", "events": items}
+        )
+        assert status == 200, body
+        rows = await api.deps.pool.fetch(
+            "SELECT e.*, o.payload AS mirror, o.subject AS mirror_subject, o.kind AS mirror_kind, "
+            "o.payload_codec AS mirror_codec FROM event e JOIN outbox o ON o.event_id = e.event_id "
+            "AND o.kind = 'event' WHERE e.execution_id = $1 AND e.event_id = ANY($2::bigint[]) ORDER BY o.outbox_id",
+            eid,
+            [i["event_id"] for i in items],
+        )
+        assert [r["event_id"] for r in rows] == [i["event_id"] for i in items]  # one each, in order
+        for r in rows:
+            row = dict(r)
+            mirror = row.pop("mirror")
+            ingest_time = mirror["ingest_time"]
+            assert datetime.fromisoformat(ingest_time.replace("Z", "+00:00"))
+            assert mirror == mirror_envelope(row, datetime.fromisoformat(ingest_time.replace("Z", "+00:00")))
+            assert row["mirror_subject"] == mirror_subject(api.deps.settings, row)
+            assert (row["mirror_kind"], row["mirror_codec"]) == ("event", "json")
+        assert [r["mirror"]["created_at"] for r in rows[:4]] == [
+            "2026-12-04T10:00:00Z",
+            "2026-12-04T10:00:00.120Z",
+            "2026-12-04T10:00:00.123456Z",
+            "2026-12-04T10:00:00.000100Z",
+        ]
