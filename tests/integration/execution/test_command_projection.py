@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -158,3 +159,115 @@ async def test_mirror_rows_built_in_sql_equal_the_python_envelope(db_dsn: str) -
             "2026-12-04T10:00:00.123456Z",
             "2026-12-04T10:00:00.000100Z",
         ]
+
+
+SINGLE_POSTS: dict[str, list[dict[str, Any]]] = {
+    "claimed, started, call.done": [
+        {"event_type": "command.claimed", "worker_id": "w1"},
+        {"event_type": "command.started"},
+        {"event_type": "call.done", "payload": {"result": {"z": 3}}},
+    ],
+    "claimed twice by the same worker, started twice": [
+        {"event_type": "command.claimed", "worker_id": "w1"},
+        {"event_type": "command.claimed", "worker_id": "w1"},
+        {"event_type": "command.started"},
+        {"event_type": "command.started"},
+    ],
+    "claimed by another worker": [
+        {"event_type": "command.claimed", "worker_id": "w1"},
+        {"event_type": "command.claimed", "worker_id": "w2"},
+    ],
+    "progress with a producer timestamp": [
+        {"event_type": "step.progress", "created_at": "2026-12-04T10:00:00.250Z"},
+        {"event_type": "step.progress", "status": "custom"},
+    ],
+}
+
+
+async def _singles(api: Api, posts: list[dict[str, Any]]) -> dict[str, Any]:
+    from datetime import datetime
+
+    from app.services.eventlog import mirror_envelope
+
+    _, started = await api.post("/api/execute", json={"path": "tests/linear"})
+    eid = int(started["execution_id"])
+    cid = await api.deps.pool.fetchval(
+        "SELECT command_id FROM command WHERE execution_id = $1 AND step_name = 'start'", eid
+    )
+    answers, ids = [], []
+    for ev in posts:
+        ev_id = api.deps.ids.next_id()
+        ids.append(ev_id)
+        body = {
+            "execution_id": str(eid),
+            "step": "start",
+            "worker_id": "w1",
+            "event_id": ev_id,
+            **ev,
+            "meta": {"command_id": cid},
+            "payload": {"command_id": str(cid), **(ev.get("payload") or {})},
+        }
+        status, answer = await api.post("/api/events", json=body)
+        code = answer.get("detail", {}).get("code") if status != 200 else None
+        answers.append(
+            (
+                status,
+                code,
+                ids.index(answer["event_id"])
+                if status == 200 and answer["event_id"] in ids
+                else answer.get("event_id")
+                if status == 200
+                else None,
+            )
+        )
+    events = await api.deps.pool.fetch(
+        "SELECT e.*, o.payload AS mirror FROM event e LEFT JOIN outbox o ON o.event_id = e.event_id "
+        "AND o.kind = 'event' WHERE e.execution_id = $1 AND e.event_id = ANY($2::bigint[]) ORDER BY e.seq",
+        eid,
+        ids,
+    )
+    stored = []
+    for r in events:
+        row = dict(r)
+        mirror = row.pop("mirror")
+        assert mirror is not None
+        now = datetime.fromisoformat(mirror["ingest_time"].replace("Z", "+00:00"))
+        assert mirror == mirror_envelope(row, now)
+        # the command id differs between runs: compare the rest
+        shape = json.loads(
+            json.dumps([row["meta"], row["result"]]).replace(f'"{cid}"', "0").replace(str(cid), "0")
+        )
+        stored.append((ids.index(row["event_id"]), row["event_type"], row["status"], row["worker_id"], shape))
+    cmd = await api.deps.pool.fetchrow(
+        "SELECT status, worker_id, started_at IS NOT NULL AS started, claimed_at IS NOT NULL AS claimed, "
+        "latest_event_id FROM command WHERE execution_id = $1 AND command_id = $2",
+        eid,
+        cid,
+    )
+    out = dict(cmd)
+    out["latest_event_id"] = ids.index(out["latest_event_id"]) if out["latest_event_id"] in ids else "earlier"
+    return {"answers": answers, "stored": stored, "command": out}
+
+
+async def test_single_event_fast_path_matches_the_general_path(
+    db_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_api(make_settings(db_dsn)) as api:
+        await register(api, LINEAR)
+        fast = {name: await _singles(api, posts) for name, posts in SINGLE_POSTS.items()}
+        calls = []
+        real = events._ingest_one
+
+        async def general(*args: Any, **kw: Any) -> None:
+            calls.append(1)
+            return None
+
+        monkeypatch.setattr(events, "_ingest_one", general)
+        slow = {name: await _singles(api, posts) for name, posts in SINGLE_POSTS.items()}
+        assert calls and real is not general
+    assert fast == slow
+    same = fast["claimed twice by the same worker, started twice"]
+    assert same["answers"] == [(200, None, 0), (200, None, 0), (200, None, 2), (200, None, 2)]
+    assert len(same["stored"]) == 2 and same["command"]["status"] == "RUNNING"
+    assert fast["claimed by another worker"]["answers"][1][:2] == (409, "active_claim")
+    assert fast["claimed, started, call.done"]["command"]["latest_event_id"] == 2
