@@ -19,6 +19,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=_dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset hook: nothing to undo, so no reset query (asyncpg still rolls back open transactions).
+
+    The default reset sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every
+    release: one more round trip per request. Pool connections never hold session state: locks are
+    transaction-scoped (pg_advisory_xact_lock), nothing LISTENs, SETs are LOCAL, cursors live in
+    transactions, and the search_path is a connect-time setting that RESET ALL would keep anyway."""
+
+
 async def create_pool(
     db: DatabaseSettings,
     schema: str,
@@ -34,6 +43,7 @@ async def create_pool(
         max_size=db.max_connections if max_size is None else max_size,
         timeout=db.acquire_timeout,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"search_path": f"{schema},public", "application_name": application_name},
     )
     assert pool is not None

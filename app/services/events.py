@@ -13,12 +13,13 @@ from app.ids import id_time_ms
 from app.services.eventlog import (
     ERROR_STATUSES,
     TRIGGER_TYPES,
-    append_events,
     canonical_status,
+    mirror_subject,
     naive_utc,
 )
 from app.services.locks import locked_transaction
-from app.timefmt import parse_ts
+from app.store.rows import ingest_events
+from app.timefmt import parse_ts, rfc3339
 
 LIFECYCLE = frozenset(
     {
@@ -31,14 +32,27 @@ LIFECYCLE = frozenset(
     }
 )
 MAX_FUTURE_MS = 5 * 60 * 1000
+TERMINAL_EXECUTION = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+_FINAL = {"command.completed": "COMPLETED", "command.failed": "FAILED", "command.cancelled": "CANCELLED"}
 
-EXECUTION_SQL = "SELECT catalog_id, status, parent_execution_id FROM execution WHERE execution_id = $1"
 FIRST_EVENT_CATALOG_SQL = "SELECT catalog_id FROM event WHERE execution_id = $1 ORDER BY event_id LIMIT 1"
-DEDUPE_SQL = """
-SELECT event_id, worker_id FROM event
- WHERE execution_id = $1 AND event_type = $2 AND command_id = $3 LIMIT 1
-"""
 LEGACY_COMMAND_SQL = "SELECT command_id FROM command WHERE execution_id = $1 AND event_id = $2 LIMIT 1"
+
+# The execution row and, in the same read, the stored lifecycle events matching the (event_type,
+# command_id) keys of the incoming ones ($2, $3 in pairs), for every key at once. Always one row;
+# catalog_id is NULL when the execution row does not exist.
+_DUPS = """(SELECT jsonb_agg(jsonb_build_array(k.t, k.c, d.event_id, d.worker_id))
+          FROM unnest($2::text[], $3::bigint[]) AS k(t, c)
+          CROSS JOIN LATERAL (SELECT event_id, worker_id FROM event
+                               WHERE execution_id = $1 AND event_type = k.t AND command_id = k.c LIMIT 1) d)"""
+LOAD_SQL = f"""
+SELECT x.catalog_id, x.status, x.parent_execution_id, {_DUPS} AS dups
+  FROM (SELECT 1) AS one LEFT JOIN execution x ON x.execution_id = $1
+"""
+LOAD_STATE_SQL = f"""
+SELECT x.catalog_id, x.status, x.state, x.state_seq, x.parent_execution_id, {_DUPS} AS dups
+  FROM (SELECT 1) AS one LEFT JOIN execution x ON x.execution_id = $1
+"""
 
 
 def _int(value: Any) -> int | None:
@@ -66,6 +80,17 @@ async def _command_id(conn: Conn, execution_id: int, meta: dict[str, Any], paylo
             found = await conn.fetchval(LEGACY_COMMAND_SQL, execution_id, ev)
             return int(found) if found is not None else None
     return None
+
+
+def _collapsible(updates: list[dict[str, Any]]) -> bool:
+    """True when, per command, only touches precede its last update and that one is a touch or a final."""
+    kinds: dict[int, list[str]] = {}
+    for u in updates:
+        kinds.setdefault(u["command_id"], []).append(u["kind"])
+    return all(
+        len(ks) == 1 or (all(k == "touch" for k in ks[:-1]) and ks[-1] in ("touch", "final"))
+        for ks in kinds.values()
+    )
 
 
 def _error_text(payload: Any) -> str | None:
@@ -104,17 +129,32 @@ class Ingest:
         self.triggers = 0
         self.batch_keys: dict[tuple[str, int], int] = {}
         self.execution_row: Any = None
+        # (event_type, command_id) -> (event_id, worker_id) of lifecycle events already stored
+        self.stored: dict[tuple[str, int], tuple[int, str | None]] = {}
+        # with a trigger coming: every event since the execution's state_seq, as the engine folds them
+        self.pass_rows: list[dict[str, Any]] | None = None
 
-    async def load(self, catalog_hint: int | None = None, with_state: bool = False) -> None:
-        """Resolve the execution's catalog id; unknown executions are 404.
+    async def load(
+        self,
+        catalog_hint: int | None = None,
+        with_state: bool = False,
+        keys: list[tuple[str, int]] | None = None,
+    ) -> None:
+        """Resolve the execution's catalog id (unknown executions are 404) and read the stored duplicates.
 
-        With `with_state` the orchestration row is read in the same query (a trigger is coming)."""
-        from app.services.orchestration import EXECUTION_STATE_SQL
-
+        With `with_state` the orchestration row is read in the same query (a trigger is coming); `keys`
+        are the (event_type, command_id) pairs whose stored events prepare() de-duplicates against."""
+        pairs = keys or []
         row = await self.conn.fetchrow(
-            EXECUTION_STATE_SQL if with_state else EXECUTION_SQL, self.execution_id
+            LOAD_STATE_SQL if with_state else LOAD_SQL,
+            self.execution_id,
+            [t for t, _ in pairs],
+            [c for _, c in pairs],
         )
-        if row is not None:
+        assert row is not None  # the query always yields one row
+        for t, c, ev, worker in row["dups"] or []:
+            self.stored[(t, int(c))] = (int(ev), worker)
+        if row["catalog_id"] is not None:
             self.catalog_id, self.status = row["catalog_id"], row["status"]
             self.execution_row = row if with_state else None
             return
@@ -130,6 +170,13 @@ class Ingest:
             raise NotFound(f"execution not found: {self.execution_id}")
         self.catalog_id = int(cid)
 
+    async def command_ids(self, events: list[dict[str, Any]]) -> list[int | None]:
+        """Each event's command id (a database read only for the legacy '<eid>:<step>:<event_id>' form)."""
+        return [
+            await _command_id(self.conn, self.execution_id, dict(ev.get("meta") or {}), ev.get("payload"))
+            for ev in events
+        ]
+
     def _event_id(self, raw: Any) -> int:
         n = _int(raw)
         now_ms = int(self.now.timestamp() * 1000)
@@ -137,9 +184,10 @@ class Ingest:
             return n
         return self.deps.ids.next_id()
 
-    async def prepare(
+    def prepare(
         self,
         ev: dict[str, Any],
+        command_id: int | None,
         worker_id: str | None,
         actionable_default: bool,
         extra_meta: dict[str, Any] | None = None,
@@ -158,18 +206,17 @@ class Ingest:
         ):
             producer_status = payload["status"]
         worker = ev.get("worker_id") or worker_id
-        command_id = await _command_id(self.conn, self.execution_id, meta, payload)
         if command_id is not None and event_type in LIFECYCLE:
             key = (event_type, command_id)
             if key in self.batch_keys:
                 return self.batch_keys[key]
-            dup = await self.conn.fetchrow(DEDUPE_SQL, self.execution_id, event_type, command_id)
+            dup = self.stored.get(key)
             if dup is not None:
                 if event_type == "command.claimed":
-                    if dup["worker_id"] == worker:
+                    if dup[1] == worker:
                         return 0
                     raise Conflict(f"command {command_id} is claimed by another worker", code="active_claim")
-                return int(dup["event_id"])
+                return dup[0]
         status = canonical_status(event_type, producer_status)
         meta.setdefault("actionable", ev.get("actionable", actionable_default))
         meta.setdefault("informative", ev.get("informative", True))
@@ -212,15 +259,34 @@ class Ingest:
             "_producer_status": producer_status,
         }
 
-    async def store(self, rows: list[dict[str, Any]]) -> dict[int, int]:
-        """Insert the prepared rows in one statement; project commands and count triggers of new ones."""
+    async def store(self, rows: list[dict[str, Any]]) -> set[int]:
+        """Insert the prepared rows, their mirror rows and the command projection in one statement.
+
+        Counts triggers among the new rows; with a trigger expected (execution_row loaded) the same
+        statement returns the rows the orchestration pass folds (pass_rows). Returns the new event ids."""
         clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-        inserted = await append_events(self.conn, self.deps.settings, clean, self.now)
+        updates = [self._command_update(r, i) for i, r in enumerate(rows) if r["command_id"] is not None]
+        # The one-statement projection applies the last new row per command; when that differs from
+        # applying them in order (see rows.COMMAND_UPDATE_COLUMNS) they are projected one by one.
+        single = _collapsible(updates)
+        if not single:
+            updates = []
+        ex = self.execution_row
+        # A terminal execution is never orchestrated: no need to read its events back.
+        since = ex["state_seq"] if ex is not None and ex["status"] not in TERMINAL_EXECUTION else None
+        settings = self.deps.settings
+        subject = mirror_subject(settings, clean[0]) if settings.server.event_mirror_enabled else None
+        recs = await ingest_events(
+            self.conn, self.execution_id, clean, subject, rfc3339(self.now) or "", updates, since
+        )
+        inserted = {r["event_id"] for r in recs if r["new"]}
+        if since is not None:
+            self.pass_rows = [{k: v for k, v in r.items() if k != "new"} for r in recs]
         for r in rows:
             if r["event_id"] not in inserted:
                 continue
             self.deps.metrics.events_ingested.labels(r["event_type"], r["status"]).inc()
-            if r["command_id"] is not None:
+            if r["command_id"] is not None and not single:
                 await self._project_command(
                     r["event_type"],
                     r["command_id"],
@@ -233,6 +299,33 @@ class Ingest:
             if effective_type(r["event_type"], r["_producer_status"], r["_payload"]) in TRIGGER_TYPES:
                 self.triggers += 1
         return inserted
+
+    @staticmethod
+    def _command_update(r: dict[str, Any], ord_: int) -> dict[str, Any]:
+        """The recordset row of rows.ingest_events' command UPDATE: _project_command's effect as data."""
+        event_type, payload = r["event_type"], r["_payload"]
+        u: dict[str, Any] = {
+            "command_id": r["command_id"],
+            "event_id": r["event_id"],
+            "ord": ord_,
+            "kind": "touch",
+        }
+        if event_type == "command.started":
+            u["kind"] = "started"
+        elif event_type in _FINAL:
+            final = _FINAL[event_type]
+            if effective_type(event_type, r["_producer_status"], payload) == "command.failed":
+                final = "FAILED"
+            res = payload.get("result") if isinstance(payload, dict) else None
+            u.update(
+                kind="final",
+                final=final,
+                result=res if isinstance(res, dict) else None,
+                error=_error_text(payload) if final == "FAILED" else None,
+            )
+        elif event_type == "command.claimed":
+            u.update(kind="claimed", worker_id=r["worker_id"])
+        return u
 
     async def _project_command(
         self,
@@ -310,24 +403,99 @@ async def ingest(
 
     started = time.perf_counter()
     now = datetime.now(UTC)
+    expects_trigger = any(
+        effective_type(str(ev.get("event_type")), ev.get("status"), ev.get("payload")) in TRIGGER_TYPES
+        for ev in events
+    )
+    if len(events) == 1 and not expects_trigger:
+        done = await _ingest_one(
+            deps, execution_id, events[0], worker_id, actionable_default, extra_meta, now
+        )
+        if done is not None:
+            deps.signal_outbox()
+            deps.metrics.event_ingest_duration.observe(time.perf_counter() - started)
+            return done
     async with deps.pool.acquire() as conn, locked_transaction(conn, execution_id):
         unit = Ingest(conn, deps, execution_id, now)
-        expects_trigger = any(
-            effective_type(str(ev.get("event_type")), ev.get("status"), ev.get("payload")) in TRIGGER_TYPES
-            for ev in events
-        )
-        await unit.load(catalog_hint, with_state=expects_trigger)
-        prepared = [await unit.prepare(ev, worker_id, actionable_default, extra_meta) for ev in events]
+        cids = await unit.command_ids(events)
+        keys = {
+            (str(ev["event_type"]), c)
+            for ev, c in zip(events, cids, strict=True)
+            if c is not None and ev["event_type"] in LIFECYCLE
+        }
+        await unit.load(catalog_hint, with_state=expects_trigger, keys=sorted(keys))
+        prepared = [
+            unit.prepare(ev, c, worker_id, actionable_default, extra_meta)
+            for ev, c in zip(events, cids, strict=True)
+        ]
         rows = [p for p in prepared if isinstance(p, dict)]
         if rows:
             await unit.store(rows)
         ids = [p["event_id"] if isinstance(p, dict) else p for p in prepared]
         generated = 0
         if unit.triggers:
-            generated = await orchestrate_locked(conn, deps, execution_id, now, prefetched=unit.execution_row)
+            generated = await orchestrate_locked(
+                conn, deps, execution_id, now, prefetched=unit.execution_row, new_rows=unit.pass_rows
+            )
     deps.signal_outbox()
     deps.metrics.event_ingest_duration.observe(time.perf_counter() - started)
     return ids, generated
+
+
+INGEST_ONE_SQL = "SELECT outcome, event_id, worker_id FROM ingest_event($1, $2, $3, $4, $5, $6, $7)"
+
+
+async def _ingest_one(
+    deps: Deps,
+    execution_id: int,
+    ev: dict[str, Any],
+    worker_id: str | None,
+    actionable_default: bool,
+    extra_meta: dict[str, Any] | None,
+    now: datetime,
+) -> tuple[list[int], int] | None:
+    """One non-triggering event in one round trip (schema/0040 ingest_event: lock, load, de-duplicate,
+    insert, mirror, command projection); None when the general path must handle it (no execution row,
+    or a legacy command id that needs a lookup) — nothing is written then."""
+    meta = ev.get("meta") or {}
+    payload = ev.get("payload")
+    raw = meta.get("command_id")
+    if raw is None and isinstance(payload, dict):
+        raw = payload.get("command_id")
+    cid = _int(raw)
+    if cid is None and isinstance(raw, str) and raw.count(":") >= 2:
+        return None
+    async with deps.pool.acquire() as conn:
+        unit = Ingest(conn, deps, execution_id, now)  # nothing stored yet: prepare() never de-duplicates
+        row = unit.prepare(ev, cid, worker_id, actionable_default, extra_meta)
+        assert isinstance(row, dict)
+        clean = {k: v for k, v in row.items() if not k.startswith("_") and k != "catalog_id"}
+        event_type = row["event_type"]
+        lifecycle = cid is not None and event_type in LIFECYCLE
+        settings = deps.settings
+        rec = await conn.fetchrow(
+            INGEST_ONE_SQL,
+            execution_id,
+            clean,
+            event_type if lifecycle else None,
+            cid if lifecycle else None,
+            mirror_subject(settings, clean) if settings.server.event_mirror_enabled else None,
+            rfc3339(now) or "",
+            Ingest._command_update(row, 0) if cid is not None else None,
+        )
+    assert rec is not None
+    outcome = rec["outcome"]
+    if outcome == "missing":
+        return None
+    if outcome == "duplicate":
+        if event_type == "command.claimed":
+            if rec["worker_id"] == row["worker_id"]:
+                return [0], 0
+            raise Conflict(f"command {cid} is claimed by another worker", code="active_claim")
+        return [int(rec["event_id"])], 0
+    if outcome == "inserted":
+        deps.metrics.events_ingested.labels(event_type, row["status"]).inc()
+    return [row["event_id"]], 0
 
 
 def check_batch_size(n: int) -> None:

@@ -71,8 +71,12 @@ async def write_decision(
     parent_execution_id: int | None,
     decision: Decision,
     now: datetime,
+    execution_update: tuple[Any, ...] | None = None,
 ) -> int:
-    """Events (+ mirror rows), command rows and notifications in the caller's transaction; the max seq."""
+    """Events (+ mirror rows), command rows and notifications in the caller's transaction; the max seq.
+
+    `execution_update` (UPDATE_EXECUTION_SQL's arguments) folds the execution row update into the
+    same statement."""
     created = naive_utc(now)
     rows = []
     for ev in decision.events:
@@ -84,7 +88,9 @@ async def write_decision(
     cmd_rows, notifications = _command_rows(
         deps, execution_id, catalog_id, path, state_pool, parent_execution_id, decision.commands
     )
-    seqs = await insert_decision(conn, rows, mirror_rows(deps.settings, rows, now), cmd_rows, notifications)
+    seqs = await insert_decision(
+        conn, rows, mirror_rows(deps.settings, rows, now), cmd_rows, notifications, execution_update
+    )
     return max(seqs.values(), default=0)
 
 
@@ -172,11 +178,18 @@ def _summary(decision: Decision) -> tuple[str, int, str | None, str | None, str 
 
 
 async def orchestrate_locked(
-    conn: Conn, deps: Deps, execution_id: int, now: datetime | None = None, prefetched: Any = None
+    conn: Conn,
+    deps: Deps,
+    execution_id: int,
+    now: datetime | None = None,
+    prefetched: Any = None,
+    new_rows: list[Any] | None = None,
 ) -> int:
     """Fold events stored since the cached state and run a pass per trigger; returns commands issued.
 
-    The caller holds the execution lock inside an open transaction."""
+    The caller holds the execution lock inside an open transaction. `prefetched` is the execution row
+    (EXECUTION_STATE_SQL) and `new_rows` the events with seq > its state_seq (NEW_EVENTS_SQL), when the
+    caller already read them in its own statements."""
     now = now or datetime.now(UTC)
     ex = prefetched if prefetched is not None else await conn.fetchrow(EXECUTION_STATE_SQL, execution_id)
     if ex is None:
@@ -185,13 +198,17 @@ async def orchestrate_locked(
         return 0  # late completions of terminal executions are recorded, never orchestrated
     cat = await playbooks(deps).get(conn, ex["catalog_id"])
     state = ExecutionState.from_dict(ex["state"]) if ex["state"] else ExecutionState()
-    rows = await conn.fetch(NEW_EVENTS_SQL, execution_id, ex["state_seq"])
+    rows = (
+        new_rows if new_rows is not None else await conn.fetch(NEW_EVENTS_SQL, execution_id, ex["state_seq"])
+    )
     if not rows:
         return 0
     generated = 0
     last_decision: Decision | None = None
     parent = ex["parent_execution_id"]
     max_seq = max(int(r["seq"] or 0) for r in rows)
+    # The latest decision is written last, with the execution row update in its statement.
+    pending: tuple[Decision, str | None] | None = None  # with the pool as of its pass
     for rec in rows:
         row = row_for_engine(rec)
         if rec["event_type"] in TRIGGER_TYPES or rec["event_type"] == "call.done":
@@ -204,10 +221,20 @@ async def orchestrate_locked(
                 now=now,
             )
             if d.events or d.commands:
-                written = await write_decision(
-                    conn, deps, execution_id, cat.catalog_id, cat.path, state.execution_pool, parent, d, now
-                )
-                max_seq = max(max_seq, written)
+                if pending is not None:
+                    written = await write_decision(
+                        conn,
+                        deps,
+                        execution_id,
+                        cat.catalog_id,
+                        cat.path,
+                        pending[1],
+                        parent,
+                        pending[0],
+                        now,
+                    )
+                    max_seq = max(max_seq, written)
+                pending = (d, state.execution_pool)
                 generated += len(d.commands)
                 last_decision = d
             state = d.state
@@ -226,8 +253,7 @@ async def orchestrate_locked(
         )
     )
     terminal = status in ("COMPLETED", "FAILED", "CANCELLED")
-    await conn.execute(
-        UPDATE_EXECUTION_SQL,
+    update = (
         execution_id,
         status,
         state.to_dict(),
@@ -239,4 +265,10 @@ async def orchestrate_locked(
         error,
         result,
     )
+    if pending is not None:
+        await write_decision(
+            conn, deps, execution_id, cat.catalog_id, cat.path, pending[1], parent, pending[0], now, update
+        )
+    else:
+        await conn.execute(UPDATE_EXECUTION_SQL, *update)
     return generated

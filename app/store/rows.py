@@ -145,15 +145,45 @@ INSERT_DECISION = (
 )
 
 
+# The execution row after a pass ($5 execution_id, $6 status, $7 state, $8 state_seq so far, $9 last
+# event id, $10 last type, $11 last node, $12 terminal, $13 error, $14 result). state_seq also covers
+# the seqs the decision's own events get in this statement.
+_UPDATE_EXECUTION = """
+UPDATE execution SET status = CASE WHEN status IN ('COMPLETED', 'FAILED', 'CANCELLED') THEN status ELSE $6 END,
+       state = $7, state_seq = GREATEST($8::bigint, (SELECT max(seq) FROM ins)),
+       last_event_id = GREATEST(COALESCE(last_event_id, 0), $9),
+       last_event_type = COALESCE($10, last_event_type), last_node_name = COALESCE($11, last_node_name),
+       end_time = CASE WHEN $12 THEN COALESCE(end_time, now()) ELSE end_time END,
+       error = COALESCE($13, error), result = COALESCE($14, result), updated_at = now()
+ WHERE execution_id = $5
+"""
+
+INSERT_DECISION_AND_EXECUTION = (
+    INSERT_DECISION.replace(") SELECT event_id, seq FROM ins", "")
+    + "), ex AS ("
+    + _UPDATE_EXECUTION
+    + ") SELECT event_id, seq FROM ins"
+)
+
+
 async def insert_decision(
     conn: Conn,
     events: list[dict[str, Any]],
     mirror: list[dict[str, Any]],
     commands: list[dict[str, Any]],
     notifications: list[dict[str, Any]],
+    execution_update: tuple[Any, ...] | None = None,
 ) -> dict[int, int]:
-    """One orchestration pass's events, mirror rows, command rows and notifications in one round trip."""
-    recs = await conn.fetch(INSERT_DECISION, events, mirror, commands, notifications)
+    """One orchestration pass's events, mirror rows, command rows and notifications in one round trip.
+
+    With `execution_update` (the ten UPDATE_EXECUTION_SQL arguments, execution id first) the execution
+    row is updated by the same statement."""
+    if execution_update is None:
+        recs = await conn.fetch(INSERT_DECISION, events, mirror, commands, notifications)
+    else:
+        recs = await conn.fetch(
+            INSERT_DECISION_AND_EXECUTION, events, mirror, commands, notifications, *execution_update
+        )
     return {r["event_id"]: r["seq"] for r in recs}
 
 
@@ -175,3 +205,103 @@ async def insert_outbox(conn: Conn, rows: list[dict[str, Any]]) -> None:
     """Insert outbox rows (mirror events and command notifications)."""
     if rows:
         await conn.execute(INSERT_OUTBOX, rows)
+
+
+# The command projection of newly stored events as one UPDATE over a recordset. kind: started / final /
+# claimed / touch, the four updates events._project_command issues one by one. A row cannot be updated
+# twice in one statement, so per command only the last (by ord) of the newly inserted rows applies:
+# callers send repeats of a command only when that equals applying them in order (touches, then at
+# most one final last: a final overwrites everything a touch sets).
+COMMAND_UPDATE_COLUMNS = (
+    "command_id bigint, event_id bigint, ord int, kind text, final text, result jsonb, error text, "
+    "worker_id text"
+)
+
+_PROJECT_COMMANDS = f"""
+UPDATE command c SET
+       status = CASE u.kind WHEN 'started' THEN 'RUNNING' WHEN 'final' THEN u.final
+                            WHEN 'claimed' THEN 'CLAIMED' ELSE c.status END,
+       started_at = CASE WHEN u.kind = 'started' THEN COALESCE(c.started_at, now()) ELSE c.started_at END,
+       completed_at = CASE WHEN u.kind = 'final' THEN now() ELSE c.completed_at END,
+       result = CASE WHEN u.kind = 'final' THEN u.result ELSE c.result END,
+       error = CASE WHEN u.kind = 'final' THEN u.error ELSE c.error END,
+       worker_id = CASE WHEN u.kind = 'claimed' THEN u.worker_id ELSE c.worker_id END,
+       claimed_at = CASE WHEN u.kind = 'claimed' THEN now() ELSE c.claimed_at END,
+       latest_event_id = u.event_id, updated_at = now()
+  FROM (SELECT DISTINCT ON (r.command_id) r.* FROM jsonb_to_recordset($3::jsonb) AS r({COMMAND_UPDATE_COLUMNS})
+         WHERE r.event_id IN (SELECT event_id FROM ins) ORDER BY r.command_id, r.ord DESC) AS u
+ WHERE c.execution_id = $4 AND c.command_id = u.command_id
+   AND (u.kind <> 'started' OR c.status NOT IN ('COMPLETED', 'FAILED', 'CANCELLED'))
+   AND (u.kind <> 'claimed' OR c.status = 'PENDING')
+"""
+
+ENGINE_COLUMNS = (
+    "event_id, event_type, node_id, node_name, node_type, status, result, context, meta, error, "
+    "parent_event_id, parent_execution_id, command_id, worker_id, created_at, seq"
+)
+
+# app.timefmt.rfc3339 of a naive-UTC timestamp column: seconds, then .fff or .ffffff only when needed.
+_US = "(extract(microseconds FROM {c})::int % 1000000)"
+_RFC3339 = (
+    "to_char({c}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN " + _US + " = 0 THEN 'Z' "
+    "WHEN " + _US + " % 1000 = 0 THEN '.' || lpad((" + _US + " / 1000)::text, 3, '0') || 'Z' "
+    "ELSE '.' || lpad(" + _US + "::text, 6, '0') || 'Z' END"
+)
+
+# eventlog.mirror_envelope built from the inserted rows themselves ($2 subject, NULL: mirror off;
+# $5 ingest_time): the row is not encoded and sent a second time. Rows from events.Ingest carry no
+# tenant or organization, so one subject serves them all.
+_MIRROR_FROM_INS = (
+    "INSERT INTO outbox (execution_id, event_id, kind, subject, payload, payload_codec) "
+    "SELECT i.execution_id, i.event_id, 'event', $2::text, jsonb_build_object("
+    "'catalog_id', i.catalog_id, 'command_id', i.command_id, 'created_at', i.ts, 'event_id', i.event_id, "
+    "'event_time', i.ts, 'event_type', i.event_type, 'execution_id', i.execution_id, 'frame_id', NULL, "
+    "'ingest_time', $5::text, 'meta', i.meta, 'node_id', i.node_id, 'node_name', i.node_name, "
+    "'parent_event_id', i.parent_event_id, 'parent_execution_id', i.parent_execution_id, "
+    "'result', i.result, 'stage_id', NULL, 'status', i.status), 'json' "
+    "FROM (SELECT ins.*, " + _RFC3339.format(c="ins.created_at") + " AS ts FROM ins) AS i "
+    "WHERE $2::text IS NOT NULL ORDER BY i.seq ON CONFLICT (event_id, kind) DO NOTHING"
+)
+
+_INGEST_HEAD = (
+    "WITH ins AS ("
+    + INSERT_EVENTS.replace(
+        "RETURNING event_id, seq", "RETURNING " + ENGINE_COLUMNS + ", execution_id, catalog_id"
+    )
+    + "), ob AS ("
+    + _MIRROR_FROM_INS
+    + "), cu AS ("
+    + _PROJECT_COMMANDS
+    + ") "
+)
+
+INGEST_EVENTS = _INGEST_HEAD + "SELECT true AS new, event_id, seq FROM ins"
+
+# The same, plus every event stored since the execution's folded state: the rows an
+# orchestration pass folds, read in the statement that writes the new ones (which it cannot see yet).
+# $6 = state_seq.
+INGEST_EVENTS_FOR_PASS = (
+    _INGEST_HEAD
+    + f"SELECT * FROM (SELECT true AS new, {ENGINE_COLUMNS} FROM ins UNION ALL "
+    + f"SELECT false AS new, {ENGINE_COLUMNS} FROM event WHERE execution_id = $4 AND seq > $6) AS u ORDER BY seq"
+)
+
+
+async def ingest_events(
+    conn: Conn,
+    execution_id: int,
+    rows: list[dict[str, Any]],
+    mirror_subject: str | None,
+    ingest_time: str,
+    command_updates: list[dict[str, Any]],
+    since_seq: int | None = None,
+) -> list[Any]:
+    """Events of one execution, their mirror rows (unless the subject is None) and the command projection
+    of the new ones, in one round trip.
+
+    Returns records with `new` (inserted now) and `event_id`, `seq`; with `since_seq`, every engine
+    column too, plus the events stored earlier with seq > since_seq, all in seq order."""
+    args = (rows, mirror_subject, command_updates, execution_id, ingest_time)
+    if since_seq is None:
+        return list(await conn.fetch(INGEST_EVENTS, *args))
+    return list(await conn.fetch(INGEST_EVENTS_FOR_PASS, *args, since_seq))
