@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg
 
-from bench._stack import ROOT, pct
+from bench._stack import ROOT, load, pct
 
 INSTALL_HINT = ".venv/bin/pip install -e '.[bench]'"
 PROCRASTINATE_CONCURRENCY = 10
@@ -292,18 +292,20 @@ def compare(base_dsn: str, seconds: float, in_flight: int, ours: dict[str, Any] 
         )
     results: dict[str, Any] = {}
     if "procrastinate" not in gone:
+        print(f"procrastinate: start, {load()}", flush=True)
         p = results["procrastinate"] = run_procrastinate(base_dsn, seconds)
         print(
             f"procrastinate: {p['jobs']} trivial jobs in {p['seconds']:.1f}s = {p['rate']:.1f} jobs/s "
             f"(1 worker, concurrency {PROCRASTINATE_CONCURRENCY}); defer->succeeded p50 {p['p50_ms']:.0f} ms, "
-            f"p95 {p['p95_ms']:.0f} ms (queued behind a {BACKLOG}-job backlog: a throughput run)",
+            f"p95 {p['p95_ms']:.0f} ms (queued behind a {BACKLOG}-job backlog: a throughput run); end, {load()}",
             flush=True,
         )
     if "dbos" not in gone:
+        print(f"DBOS: start, {load()}", flush=True)
         d = results["dbos"] = run_dbos(base_dsn, seconds, in_flight)
         print(
             f"DBOS: {d['workflows']} three-step workflows in {d['seconds']:.1f}s = {d['rate']:.1f} workflows/s "
-            f"({in_flight} in flight); p50 {d['p50_ms']:.0f} ms, p95 {d['p95_ms']:.0f} ms",
+            f"({in_flight} in flight); p50 {d['p50_ms']:.0f} ms, p95 {d['p95_ms']:.0f} ms; end, {load()}",
             flush=True,
         )
     if ours is not None:

@@ -26,7 +26,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import compare_bench
-from bench._stack import ROOT, machine, pct, server, services
+from bench._stack import ROOT, load, machine, pct, server, services
 
 PLAYBOOK = """
 apiVersion: noetl.io/v2
@@ -117,6 +117,7 @@ async def run(url: str, seconds: float, in_flight: int, workers: int) -> dict[st
             await one()
         latencies.clear()
         failures = 0
+        print(f"ours: start, {load()}", flush=True)
         # The window starts after the warm-up, so the measured time is the whole --duration.
         deadline = time.monotonic() + seconds
         start = time.perf_counter()
@@ -126,7 +127,7 @@ async def run(url: str, seconds: float, in_flight: int, workers: int) -> dict[st
     print(
         f"three-step python playbooks: {len(latencies)} in {elapsed:.1f}s = {len(latencies) / elapsed:.1f} "
         f"executions/s; p50 {pct(latencies, 50):.0f} ms, p95 {pct(latencies, 95):.0f} ms; "
-        f"failed {failures}; {in_flight} in flight, {workers} workers",
+        f"failed {failures}; {in_flight} in flight, {workers} workers; end, {load()}",
         flush=True,
     )
     return {"rate": len(latencies) / elapsed, "p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95)}
