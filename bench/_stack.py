@@ -31,6 +31,12 @@ def machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
+def load() -> str:
+    """The 1/5/15-minute load averages: the machine is shared, so every phase states what it ran beside."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
 @contextmanager
 def services():  # type: ignore[no-untyped-def]
     """Yield (database DSN, NATS URL) of fresh embedded servers (or the env-named ones)."""

@@ -2,9 +2,12 @@
 
 All roles on one box: embedded PostgreSQL and NATS, `serve` and N `worker` subprocesses; the load
 generator keeps C executions in flight for the given time, each one POST /api/execute then polling
-its status until terminal. Prints executions/s and latency percentiles.
+its status until terminal. Prints executions/s and latency percentiles, then runs the comparators of
+bench/compare_bench.py (procrastinate, DBOS) on the same PostgreSQL server for the same duration and
+prints our steps/s / procrastinate jobs/s and our executions/s / DBOS workflows/s (skipped with a
+message when the optional `bench` extra is not installed, or with --no-compare).
 
-    .venv/bin/python bench/worker_e2e.py --seconds 60 --in-flight 32 --workers 2
+    .venv/bin/python bench/worker_e2e.py --duration 60 --in-flight 16 --workers 2
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._stack import ROOT, machine, pct, server, services
+from bench import compare_bench
+from bench._stack import ROOT, load, machine, pct, server, services
 
 PLAYBOOK = """
 apiVersion: noetl.io/v2
@@ -77,7 +81,7 @@ async def wait_workers(http: aiohttp.ClientSession, url: str, n: int) -> None:
     raise RuntimeError("workers did not register")
 
 
-async def run(url: str, seconds: float, in_flight: int, workers: int) -> None:
+async def run(url: str, seconds: float, in_flight: int, workers: int) -> dict[str, float]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=in_flight * 2)) as http:
         await wait_workers(http, url, workers)
         body = {"content": base64.b64encode(PLAYBOOK.encode()).decode(), "resource_type": "Playbook"}
@@ -85,7 +89,7 @@ async def run(url: str, seconds: float, in_flight: int, workers: int) -> None:
             assert r.status == 200, await r.text()
         latencies: list[float] = []
         failures = 0
-        deadline = time.monotonic() + seconds
+        deadline = 0.0
 
         async def one() -> None:
             nonlocal failures
@@ -112,6 +116,10 @@ async def run(url: str, seconds: float, in_flight: int, workers: int) -> None:
         for _ in range(5):  # warm-up: runners, caches
             await one()
         latencies.clear()
+        failures = 0
+        print(f"ours: start, {load()}", flush=True)
+        # The window starts after the warm-up, so the measured time is the whole --duration.
+        deadline = time.monotonic() + seconds
         start = time.perf_counter()
         await asyncio.gather(*(loop() for _ in range(in_flight)))
         elapsed = time.perf_counter() - start
@@ -119,30 +127,36 @@ async def run(url: str, seconds: float, in_flight: int, workers: int) -> None:
     print(
         f"three-step python playbooks: {len(latencies)} in {elapsed:.1f}s = {len(latencies) / elapsed:.1f} "
         f"executions/s; p50 {pct(latencies, 50):.0f} ms, p95 {pct(latencies, 95):.0f} ms; "
-        f"failed {failures}; {in_flight} in flight, {workers} workers",
+        f"failed {failures}; {in_flight} in flight, {workers} workers; end, {load()}",
         flush=True,
     )
+    return {"rate": len(latencies) / elapsed, "p50_ms": pct(latencies, 50), "p95_ms": pct(latencies, 95)}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--duration", "--seconds", dest="seconds", type=float, default=60)
     p.add_argument("--in-flight", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-concurrency", type=int, default=8)
+    p.add_argument("--no-compare", action="store_true", help="skip the procrastinate / DBOS comparison")
     a = p.parse_args()
-    with services() as (dsn, nats_url), server(dsn, nats_url) as url:
-        procs = start_workers(a.workers, url, nats_url, a.worker_concurrency)
-        try:
-            asyncio.run(run(url, a.seconds, a.in_flight, a.workers))
-        finally:
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+    with services() as (dsn, nats_url):
+        with server(dsn, nats_url) as url:
+            procs = start_workers(a.workers, url, nats_url, a.worker_concurrency)
+            try:
+                ours = asyncio.run(run(url, a.seconds, a.in_flight, a.workers))
+            finally:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+        # Our server and workers are stopped first: the comparators get the same (idle) machine.
+        if not a.no_compare:
+            compare_bench.compare(dsn, a.seconds, a.in_flight, ours)
 
 
 if __name__ == "__main__":

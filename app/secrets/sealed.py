@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -22,6 +23,16 @@ SEAL_V = 1
 HKDF_INFO = b"noetl-sealed-v1"
 AAD = f"{SEAL_ALG}|v={SEAL_V}".encode("ascii")
 KEY_LEN = 32
+_ZERO = bytes(KEY_LEN)
+_SHA256 = hashes.SHA256()
+# One encoder for every envelope: json.dumps with non-default separators builds a new one per call.
+_ENVELOPE_JSON = json.JSONEncoder(separators=(",", ":"))
+# Fixed probe scalar for the low-order check: a clamped X25519 scalar is a multiple of the cofactor 8
+# and never of 8*l, so the shared secret is all-zero exactly for small-order points, whatever the
+# scalar; a fresh key per check (a second scalar multiplication) buys nothing.
+_PROBE = X25519PrivateKey.from_private_bytes(bytes(range(1, KEY_LEN + 1)))
+# Worker keys repeat on every sealed request; parsing and validating each is work done once per key.
+_KEY_CACHE = 1024
 
 
 @dataclass(frozen=True)
@@ -39,17 +50,22 @@ class SealedEnvelope:
 
     def to_json(self) -> str:
         """Compact JSON in declaration order."""
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        return _ENVELOPE_JSON.encode(self.to_dict())
 
 
 def _derive(shared: bytes) -> tuple[bytes, bytes]:
-    okm = HKDF(hashes.SHA256(), 44, salt=None, info=HKDF_INFO).derive(shared)
+    okm = HKDF(_SHA256, 44, salt=None, info=HKDF_INFO).derive(shared)
     return okm[:32], okm[32:44]
 
 
 def public_key_bytes(sk: X25519PrivateKey) -> bytes:
     """Raw 32-byte public key of ``sk``."""
     return sk.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@lru_cache(maxsize=_KEY_CACHE)
+def _recipient(pub: bytes) -> X25519PublicKey:
+    return X25519PublicKey.from_public_bytes(pub)
 
 
 def seal(
@@ -60,11 +76,11 @@ def seal(
         raise SealingRefused(f"recipient public key must be 32 bytes, got {len(recipient_pub)}")
     e = ephemeral if ephemeral is not None else X25519PrivateKey.generate()
     try:
-        shared = e.exchange(X25519PublicKey.from_public_bytes(recipient_pub))
+        shared = e.exchange(_recipient(recipient_pub))
     except ValueError:
         # cryptography raises for an all-zero shared secret (low-order point).
         raise SealingRefused("refusing to seal to a low-order X25519 public key") from None
-    if shared == bytes(32):
+    if shared == _ZERO:
         raise SealingRefused("refusing to seal to a low-order X25519 public key")
     k, n = _derive(shared)
     ct = ChaCha20Poly1305(k).encrypt(n, plaintext, AAD)
@@ -110,7 +126,7 @@ def open_sealed(recipient_sk: X25519PrivateKey, envelope: str | bytes | dict[str
         shared = recipient_sk.exchange(X25519PublicKey.from_public_bytes(eph))
     except ValueError:
         raise SealError("sealed open: eph_pub is a low-order point") from None
-    if shared == bytes(32):
+    if shared == _ZERO:
         raise SealError("sealed open: eph_pub is a low-order point")
     k, n = _derive(shared)
     try:
@@ -119,13 +135,14 @@ def open_sealed(recipient_sk: X25519PrivateKey, envelope: str | bytes | dict[str
         raise SealError("sealed open: AEAD verify/decrypt: aead::Error") from None
 
 
+@lru_cache(maxsize=_KEY_CACHE)
 def is_low_order(pub: bytes) -> bool:
     """True when X25519 with this public key yields the all-zero shared secret."""
     try:
-        shared = X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(pub))
+        shared = _PROBE.exchange(X25519PublicKey.from_public_bytes(pub))
     except ValueError:
         return True
-    return shared == bytes(32)
+    return shared == _ZERO
 
 
 def decode_worker_pubkey(worker_id: str, value: str) -> bytes:

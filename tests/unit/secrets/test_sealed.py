@@ -234,3 +234,74 @@ def test_broker_pubkey_trims() -> None:  # §12.5 case 60 (decoder half)
         sealed.decode_broker_pubkey("a b")
     with pytest.raises(BadRequest, match="not a valid X25519 public key"):
         sealed.decode_broker_pubkey(b64encode(bytes(32)))
+
+
+# The small-order points of Curve25519 (and their non-canonical u + p encodings), RFC 7748 / libsodium's
+# blocklist: the fixed probe key must flag exactly these, like a fresh key would.
+_P = 2**255 - 19
+_SMALL_ORDER_U = [
+    0,
+    1,
+    325606250916557431795983626356110631294008115727848805560023387167927233504,
+    39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    _P - 1,
+    _P,
+    _P + 1,
+]
+
+
+@pytest.mark.parametrize("u", _SMALL_ORDER_U)
+def test_low_order_points_flagged(u: int) -> None:
+    pub = u.to_bytes(32, "little")
+    assert sealed.is_low_order(pub)
+    with pytest.raises(SealingRefused):
+        sealed.seal(pub, b"x")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32))
+def test_probe_agrees_with_fresh_key(pub: bytes) -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    try:
+        fresh = X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(pub)) == bytes(32)
+    except ValueError:
+        fresh = True
+    assert sealed.is_low_order(pub) is fresh
+
+
+def test_valid_keys_not_low_order() -> None:
+    for _ in range(20):
+        assert not sealed.is_low_order(sealed.public_key_bytes(X25519PrivateKey.generate()))
+    assert not sealed.is_low_order(BOB_PUB)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":1}',
+        b'{"a":[1,2.5,"x"]}',
+        '{"a":1}'.encode("utf-16"),
+        '{"a":"é"}'.encode("utf-32-le"),
+        "\ufeff{}",
+        "[NaN]",
+        b"[Infinity]",
+        "{",
+        b"\xff\xfe\x00",
+    ],
+)
+def test_loads_matches_json_loads(text: str | bytes) -> None:
+    from app.secrets.encoding import loads
+
+    def reject(name: str) -> None:
+        raise ValueError(f"invalid number {name}")
+
+    try:
+        want: object = json.loads(text, parse_constant=reject)
+    except Exception as exc:
+        want = (type(exc), str(exc))
+    try:
+        got: object = loads(text)
+    except Exception as exc:
+        got = (type(exc), str(exc))
+    assert got == want
