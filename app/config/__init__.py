@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from app.config._base import config_error
 from app.config.database import DatabaseSettings
 from app.config.gateway import GatewaySettings
+from app.config.gateway_ingress import IngressSettings
 from app.config.nats import NatsSettings, redact_url
 from app.config.secrets import ProviderSettings, SecretsSettings
 from app.config.server import ServerSettings
@@ -45,6 +46,10 @@ class Settings(BaseModel):
     @cached_property
     def gateway(self) -> GatewaySettings:
         return _build(GatewaySettings, "gateway")
+
+    @cached_property
+    def gateway_ingress(self) -> IngressSettings:
+        return _build(IngressSettings, "gateway_ingress")
 
     @cached_property
     def providers(self) -> ProviderSettings:

@@ -16,11 +16,13 @@ import aiohttp
 from nats.aio.msg import Msg
 
 from app.config.gateway import GatewaySettings
+from app.config.gateway_ingress import IngressSettings
 from app.config.nats import NatsSettings
 from app.errors import ExternalServiceError, Forbidden, NoetlError, NotFound, Unauthorized, Unavailable
 from app.gateway.auth0 import Auth0Verifier
 from app.gateway.backend import ServerClient, Upstream
 from app.gateway.frames import notification, state_from_event, synthetic_state
+from app.gateway.ingress import Ingress
 from app.gateway.kv import GatewayNats, KvError
 from app.gateway.metrics import GatewayMetrics
 from app.gateway.ratelimit import RateLimiter
@@ -52,6 +54,7 @@ class Gateway:
     settings: GatewaySettings
     nats_settings: NatsSettings
     http: aiohttp.ClientSession
+    ingress_settings: IngressSettings = field(default_factory=IngressSettings)
     server: ServerClient = field(init=False)
     nats: GatewayNats = field(init=False)
     metrics: GatewayMetrics = field(init=False)
@@ -61,6 +64,8 @@ class Gateway:
     store: RequestStore = field(init=False)
     login_limiter: RateLimiter = field(init=False)
     auth_limiter: RateLimiter = field(init=False)
+    ingress_limiter: RateLimiter = field(init=False)
+    ingress: Ingress = field(init=False)
     _access: dict[tuple[str, str, str], tuple[float, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -73,6 +78,8 @@ class Gateway:
         self.store = RequestStore(self.nats)
         self.login_limiter = RateLimiter(s.login_rate_per_minute)
         self.auth_limiter = RateLimiter(s.auth_rate_per_minute)
+        self.ingress_limiter = RateLimiter(s.ingress_rate_per_minute)
+        self.ingress = Ingress(s, self.ingress_settings, self.server, self.metrics)
         self.nats.subscribe(s.updates_subject_prefix + ">", self.on_mirror)
         self.nats.subscribe(s.callback_subject_prefix + ".>", self.on_callback_msg)
 
