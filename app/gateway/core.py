@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -67,6 +69,7 @@ class Gateway:
     ingress_limiter: RateLimiter = field(init=False)
     ingress: Ingress = field(init=False)
     _access: dict[tuple[str, str, str], tuple[float, bool]] = field(default_factory=dict)
+    _index_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -75,7 +78,7 @@ class Gateway:
         self.verifier = Auth0Verifier(s)
         self.metrics = GatewayMetrics(s.auth_bypass, self.verifier.enforced)
         self.sessions = SessionResolver(self.server, self.nats, s.invalid_session_cache_secs, self.metrics)
-        self.store = RequestStore(self.nats)
+        self.store = RequestStore(self.nats, float(s.request_ttl_secs))
         self.login_limiter = RateLimiter(s.login_rate_per_minute)
         self.auth_limiter = RateLimiter(s.auth_rate_per_minute)
         self.ingress_limiter = RateLimiter(s.ingress_rate_per_minute)
@@ -95,11 +98,17 @@ class Gateway:
         if not self.settings.auth0_domains or not self.settings.auth0_audiences:
             log.error("Auth0 domain/audience not configured: /api/auth/login answers 503")
         await self.nats.start()
+        self._index_task = asyncio.create_task(self.store.watch_index(), name="gateway-request-index")
 
     async def close(self) -> None:
         """Close every stream and NATS."""
         for conn in list(self.registry.by_client.values()):
             conn.close()
+        self.store.stop()
+        if self._index_task is not None:
+            self._index_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._index_task
         await self.nats.close()
 
     # --- authentication ---------------------------------------------------------------------------
@@ -429,8 +438,8 @@ class Gateway:
             return
         event_id = envelope.get("event_id")
         frame_id = str(event_id) if event_id is not None else None
-        for entry in await self.store.by_execution(params["execution_id"]):
-            client = str(entry.get("client_id"))
+        # From the in-memory index (one long-lived watch), not a K/V listing per forwarded event.
+        for client in await self.store.clients_of(params["execution_id"]):
             if client in self.registry.by_client:
                 self.registry.send(
                     client, Frame("playbook/state", notification("playbook/state", params), frame_id)
