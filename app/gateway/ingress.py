@@ -168,7 +168,12 @@ class Ingress:
         now = time.monotonic()
         hit = self._configs.get(listener)
         if hit is None or now - hit[0] >= CONFIG_TTL_SECS:
-            hit = (now, await self._fetch(listener))
+            try:
+                hit = (now, await self._fetch(listener))
+            except Reject as exc:
+                # Whether the listener exists is unknown: its name must not become a label value.
+                self.metrics.ingress_received.labels(subscription=UNKNOWN).inc()
+                self.reject(UNKNOWN, exc)
             if len(self._configs) > 10000:
                 self._configs.clear()  # bounded: arbitrary names cannot grow the cache forever
             self._configs[listener] = hit

@@ -210,7 +210,8 @@ async def test_rejections_forward_nothing(ing: Ingress) -> None:
     _, metrics = await ing.st.get("/metrics")
     assert 'noetl_ingress_rejected_total{reason="bad_signature",subscription="orders"} 2.0' in metrics
     assert 'noetl_ingress_rejected_total{reason="unknown_listener",subscription="_unknown"} 1.0' in metrics
-    assert 'subscription="nobody"' not in metrics
+    assert 'noetl_ingress_rejected_total{reason="config_error",subscription="_unknown"} 1.0' in metrics
+    assert 'subscription="nobody"' not in metrics and 'subscription="broken"' not in metrics
 
 
 async def test_bearer_listener_with_body_payload(ing: Ingress) -> None:
@@ -271,3 +272,14 @@ async def test_server_listener_config_route_is_internal(ing: Ingress) -> None:
     assert cfg["directives"]["directives"][0]["controls"] == "dispatch.playbook"
     status, _ = await api.get("/api/internal/ingress/orders-not", headers=auth)
     assert status == 404
+
+
+async def test_ingress_is_rate_limited_per_client(db_dsn: str, nats_url: str) -> None:
+    async with gateway_stack(db_dsn, nats_url, GATEWAY_INGRESS_RATE_LIMIT_PER_MINUTE="2") as st:
+        for _ in range(2):
+            status, out = await st.post("/ingress/nobody", data=b"{}")
+            assert status == 404 and out["reason"] == "unknown_listener"
+        status, _ = await st.post("/ingress/nobody", data=b"{}")
+        assert status == 429
+        _, metrics = await st.get("/metrics")
+        assert 'noetl_gateway_rate_limited_total{route="ingress"} 1.0' in metrics
