@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from app.config._base import config_error
 from app.config.database import DatabaseSettings
 from app.config.gateway import GatewaySettings
+from app.config.gateway_ingress import IngressSettings
 from app.config.nats import NatsSettings, redact_url
 from app.config.ops import OpsSettings
 from app.config.secrets import ProviderSettings, SecretsSettings
@@ -50,6 +51,10 @@ class Settings(BaseModel):
     @cached_property
     def ops(self) -> OpsSettings:
         return _build(OpsSettings, "ops")
+
+    @cached_property
+    def gateway_ingress(self) -> IngressSettings:
+        return _build(IngressSettings, "gateway_ingress")
 
     @cached_property
     def providers(self) -> ProviderSettings:

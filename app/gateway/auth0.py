@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -10,17 +9,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import jwt
-from jwt.algorithms import RSAAlgorithm
 
 from app.config.gateway import GatewaySettings
 from app.errors import Unauthorized, Unavailable
+from app.gateway.jwks import JwksCache
 
 log = logging.getLogger(__name__)
-
-JWKS_TIMEOUT = 5.0
-REFRESH_MIN_INTERVAL = 60.0
 
 
 @dataclass(frozen=True)
@@ -40,10 +35,7 @@ class Auth0Verifier:
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.s = settings
-        self._keys: dict[str, Any] = {}
-        self._fetched_at = 0.0
-        self._last_refresh = 0.0
-        self._lock = asyncio.Lock()
+        self._jwks = JwksCache(settings.jwks_ttl_secs)
 
     @property
     def enforced(self) -> bool:
@@ -65,33 +57,8 @@ class Auth0Verifier:
         """The JWKS URL: the override, else the tenant's well-known path."""
         return self.s.jwks_url or f"https://{domain}/.well-known/jwks.json"
 
-    async def _fetch(self, domain: str) -> None:
-        try:
-            timeout = aiohttp.ClientTimeout(total=JWKS_TIMEOUT)
-            async with aiohttp.ClientSession(timeout=timeout) as http, http.get(self.jwks_url(domain)) as r:
-                if r.status != 200:
-                    raise Unavailable(f"JWKS unavailable: HTTP {r.status}")
-                doc = await r.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise Unavailable(f"JWKS unavailable: {type(exc).__name__}") from None
-        keys: dict[str, Any] = {}
-        for jwk in doc.get("keys", []) if isinstance(doc, dict) else []:
-            if isinstance(jwk, dict) and jwk.get("kid") and jwk.get("kty") == "RSA":
-                try:
-                    keys[str(jwk["kid"])] = RSAAlgorithm.from_jwk(json.dumps(jwk))
-                except (ValueError, KeyError, TypeError):
-                    continue
-        self._keys = keys
-        self._fetched_at = self._last_refresh = time.monotonic()
-
     async def _key(self, domain: str, kid: str) -> Any:
-        async with self._lock:
-            now = time.monotonic()
-            if not self._keys or now - self._fetched_at > self.s.jwks_ttl_secs:
-                await self._fetch(domain)
-            elif kid not in self._keys and now - self._last_refresh >= REFRESH_MIN_INTERVAL:
-                await self._fetch(domain)
-            key = self._keys.get(kid)
+        key = await self._jwks.key(self.jwks_url(domain), kid)
         if key is None:
             raise Unauthorized("Invalid Auth0 token: unknown signing key")
         return key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -16,11 +18,13 @@ import aiohttp
 from nats.aio.msg import Msg
 
 from app.config.gateway import GatewaySettings
+from app.config.gateway_ingress import IngressSettings
 from app.config.nats import NatsSettings
 from app.errors import ExternalServiceError, Forbidden, NoetlError, NotFound, Unauthorized, Unavailable
 from app.gateway.auth0 import Auth0Verifier
 from app.gateway.backend import ServerClient, Upstream
 from app.gateway.frames import notification, state_from_event, synthetic_state
+from app.gateway.ingress import Ingress
 from app.gateway.kv import GatewayNats, KvError
 from app.gateway.metrics import GatewayMetrics
 from app.gateway.ratelimit import RateLimiter
@@ -52,6 +56,7 @@ class Gateway:
     settings: GatewaySettings
     nats_settings: NatsSettings
     http: aiohttp.ClientSession
+    ingress_settings: IngressSettings = field(default_factory=IngressSettings)
     server: ServerClient = field(init=False)
     nats: GatewayNats = field(init=False)
     metrics: GatewayMetrics = field(init=False)
@@ -61,7 +66,10 @@ class Gateway:
     store: RequestStore = field(init=False)
     login_limiter: RateLimiter = field(init=False)
     auth_limiter: RateLimiter = field(init=False)
+    ingress_limiter: RateLimiter = field(init=False)
+    ingress: Ingress = field(init=False)
     _access: dict[tuple[str, str, str], tuple[float, bool]] = field(default_factory=dict)
+    _index_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -70,9 +78,11 @@ class Gateway:
         self.verifier = Auth0Verifier(s)
         self.metrics = GatewayMetrics(s.auth_bypass, self.verifier.enforced)
         self.sessions = SessionResolver(self.server, self.nats, s.invalid_session_cache_secs, self.metrics)
-        self.store = RequestStore(self.nats)
+        self.store = RequestStore(self.nats, float(s.request_ttl_secs))
         self.login_limiter = RateLimiter(s.login_rate_per_minute)
         self.auth_limiter = RateLimiter(s.auth_rate_per_minute)
+        self.ingress_limiter = RateLimiter(s.ingress_rate_per_minute)
+        self.ingress = Ingress(s, self.ingress_settings, self.server, self.metrics)
         self.nats.subscribe(s.updates_subject_prefix + ">", self.on_mirror)
         self.nats.subscribe(s.callback_subject_prefix + ".>", self.on_callback_msg)
 
@@ -88,11 +98,17 @@ class Gateway:
         if not self.settings.auth0_domains or not self.settings.auth0_audiences:
             log.error("Auth0 domain/audience not configured: /api/auth/login answers 503")
         await self.nats.start()
+        self._index_task = asyncio.create_task(self.store.watch_index(), name="gateway-request-index")
 
     async def close(self) -> None:
         """Close every stream and NATS."""
         for conn in list(self.registry.by_client.values()):
             conn.close()
+        self.store.stop()
+        if self._index_task is not None:
+            self._index_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._index_task
         await self.nats.close()
 
     # --- authentication ---------------------------------------------------------------------------
@@ -422,8 +438,8 @@ class Gateway:
             return
         event_id = envelope.get("event_id")
         frame_id = str(event_id) if event_id is not None else None
-        for entry in await self.store.by_execution(params["execution_id"]):
-            client = str(entry.get("client_id"))
+        # From the in-memory index (one long-lived watch), not a K/V listing per forwarded event.
+        for client in await self.store.clients_of(params["execution_id"]):
             if client in self.registry.by_client:
                 self.registry.send(
                     client, Frame("playbook/state", notification("playbook/state", params), frame_id)

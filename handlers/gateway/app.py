@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 
 from app.gateway.core import Gateway
-from handlers.gateway import auth_routes, callbacks, events, graphql_view, proxy
+from handlers.gateway import auth_routes, callbacks, events, graphql_view, ingress, proxy
 from handlers.gateway.common import GATEWAY, cors_middleware, error_middleware, gw_of
 
 routes = web.RouteTableDef()
@@ -31,6 +31,7 @@ def build_gateway_app(gw: Gateway) -> web.Application:
     app.add_routes(auth_routes.routes)
     app.add_routes(callbacks.routes)
     app.add_routes(events.routes)
+    app.add_routes(ingress.routes)
     graphql_view.install(app)
     proxy.install(app)
     return app

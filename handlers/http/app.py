@@ -13,6 +13,7 @@ from handlers.http import (
     credentials,
     executions,
     health,
+    ingress_internal,
     internal_events,
     internal_ops,
     internal_outbox,
@@ -43,6 +44,7 @@ ROUTE_MODULES = [
     keychain,
     wallet_internal,
     auth_internal,
+    ingress_internal,
 ]
 
 

@@ -24,7 +24,7 @@ async def running_gateway(settings: Settings, host: str | None = None) -> AsyncI
     """Open the gateway (NATS degraded when unreachable) and serve it until the block ends."""
     gs = settings.gateway
     async with aiohttp.ClientSession() as http:
-        gw = Gateway(gs, settings.nats, http)
+        gw = Gateway(gs, settings.nats, http, settings.gateway_ingress)
         await gw.start()
         runner = web.AppRunner(build_gateway_app(gw), access_log=None, handle_signals=False)
         await runner.setup()

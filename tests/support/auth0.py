@@ -130,6 +130,7 @@ def settings_with(db_dsn: str, nats_url: str | None = None, **env: str) -> Any:
         os.environ.update(env)
         settings = make_settings(db_dsn, nats_url, **env)
         _ = settings.gateway
+        _ = settings.gateway_ingress
         return settings
     finally:
         os.environ.clear()

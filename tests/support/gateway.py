@@ -90,3 +90,19 @@ async def gateway_stack(
         gw = await stack.enter_async_context(running_gateway(gsettings))
         http = await stack.enter_async_context(aiohttp.ClientSession())
         yield Stack(api, gw, fake, f"http://127.0.0.1:{gport}", http)
+
+
+@asynccontextmanager
+async def replica(st: Stack, db_dsn: str, nats_url: str, **env: str) -> AsyncIterator[tuple[Gateway, str]]:
+    """A second gateway replica in front of the same server, sharing NATS with the first."""
+    gport = free_port()
+    common = {
+        **auth_env(st.auth0),
+        "NOETL_BASE_URL": st.api.url,
+        "ROUTER_PORT": str(gport),
+        "GATEWAY_BIND": "127.0.0.1",
+        "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{gport}",
+        **env,
+    }
+    async with running_gateway(settings_with(db_dsn, nats_url, **common)) as gw:
+        yield gw, f"http://127.0.0.1:{gport}"

@@ -13,6 +13,7 @@ from tests.support.gateway import Stack, gateway_stack
 from tests.support.playbooks import LINEAR, register, wait_terminal
 from tests.support.sse import SseClient
 from tests.support.test_worker import TestWorker
+from tests.support.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +30,10 @@ async def stack(db_dsn: str, nats_url: str) -> AsyncIterator[Stack]:
     async with gateway_stack(db_dsn, nats_url, background=SERVER_LOOPS) as st, TestWorker(nats_url):
         await register(st.api, LINEAR)
         yield st
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def gql(st: Stack, token: str, query: str, **variables: Any) -> dict[str, Any]:
@@ -50,8 +55,10 @@ def sse(st: Stack, token: str, client_id: str, **headers: str) -> SseClient:
 async def test_execute_playbook_frames_arrive_over_sse(stack: Stack) -> None:
     st = stack
     token = await st.login(role="admin")
+    await eventually(lambda: _true(st.gw.store.index.ready), what="request index caught up")
     async with sse(st, token, "client-a") as events:
         assert events.status == 200
+        listings = st.gw.nats.listings  # the connect's pendingRequests listing is the only one
         init = await events.wait_for(lambda f: f.get("event") == "message", what="init frame")
         assert init["data"]["result"]["clientId"] == f"client-a-{RUN}" and init.get("retry") == "3000"
         out = await gql(st, token, EXECUTE, name="tests/linear", vars={"n": 4}, cid=f"client-a-{RUN}")
@@ -75,6 +82,8 @@ async def test_execute_playbook_frames_arrive_over_sse(stack: Stack) -> None:
         assert "step.exit" in {p["event_type"] for p in steps}
         ids = [f["id"] for f in events.of("playbook/state")]
         assert len(ids) == len(set(ids))  # never twice on one stream
+        # Lifecycle routing used the in-memory index: no K/V listing per forwarded event.
+        assert st.gw.nats.listings == listings
     await wait_terminal(st.api, eid)
     out = await gql(st, token, STATUS, id=eid)
     assert out["data"]["execution"]["id"] == eid
