@@ -36,7 +36,9 @@ def _compact(values: dict[str, Any], full: bool) -> dict[str, Any]:
 
 async def status(deps: Deps, execution_id: int, full: bool = False) -> dict[str, Any]:
     """GET /api/executions/{id}/status (the union shape; 404 when the execution has no events)."""
-    async with deps.pool.acquire() as conn:
+    # One snapshot for the three reads: events read before a pass commits and commands read after it would
+    # show no live command and no terminal event, and the status would be inferred COMPLETED too early.
+    async with deps.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         rows = await conn.fetch(STATUS_EVENTS_SQL, execution_id)
         if not rows:
             raise NotFound(f"execution not found: {execution_id}")
