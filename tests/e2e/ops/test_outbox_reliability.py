@@ -72,6 +72,15 @@ async def test_relay_killed_mid_batch_loses_nothing_and_duplicates_are_absorbed(
         async def frozen_mid_batch() -> dict[str, int] | None:
             # Freeze the relay and look: a batch claimed but not yet marked is what a crash must survive.
             os.killpg(procs[0].pid, signal.SIGSTOP)
+            # A statement the relay sent just before it froze still completes: wait until none is running.
+            for _ in range(200):
+                busy = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND state NOT IN ('idle', 'idle in transaction')"
+                )
+                if not busy:
+                    break
+                await asyncio.sleep(0.005)
             c = await _counts(conn)
             if c.get("IN_FLIGHT", 0) > 0 and 0 < c.get("PUBLISHED", 0) < ROWS // 2:
                 return c

@@ -87,7 +87,14 @@ async def test_kill_9_mid_step_is_reclaimed_and_completes_once(
             b = WorkerProcess(
                 worker_env(db_dsn, nats_url, api.url, NATS_CONSUMER=durable), tmp_path / "b.log"
             ).start()
-            final = await wait_terminal(api, eid, timeout=60)
+            try:
+                final = await wait_terminal(api, eid, timeout=60)
+            except AssertionError:
+                _, evs = await api.get(f"/api/executions/{eid}/events", params={"page_size": "100"})
+                trail = [(e["event_type"], e["node_name"], e["status"]) for e in evs["events"]]
+                raise AssertionError(
+                    f"not terminal; events {trail}; runs {_lines(log)}; B: {b.log()[-3000:]}"
+                ) from None
             assert final["status"] == "COMPLETED", (final, b.log()[-2000:])
             assert _lines(log) == ["start", "start", "end"], "A's runner died with A; B ran it once"
             assert await _completed_events(api, eid) == 1
