@@ -124,7 +124,7 @@ async def mark_failed(conn: Executor, outbox_id: int, error: str, attempts: int,
     return delay
 
 
-async def pending_count(conn: Executor, lease_seconds: float, cap: int = 10_000) -> int:
+async def pending_count(conn: Executor, lease_seconds: float, cap: int = 1_000) -> int:
     """Claimable rows, counted up to `cap`: a scaler needs the size of a backlog, and counting a million rows
     takes hundreds of milliseconds where the capped count takes a few."""
     n = int(await conn.fetchval(PENDING_COUNT_SQL, float(lease_seconds), int(cap)))

@@ -51,7 +51,7 @@ class ServerSettings(Group):
     outbox_batch_size: int = env("NOETL_OUTBOX_PUBLISHER_BATCH_SIZE", default=100, ge=1, le=1000)
     outbox_inflight_lease_seconds: float = env("NOETL_OUTBOX_INFLIGHT_LEASE_SECONDS", default=60.0, gt=0)
     outbox_relay_kinds_raw: str = env("NOETL_OUTBOX_RELAY_KINDS", default="")
-    outbox_pending_count_cap: int = env("NOETL_OUTBOX_PENDING_COUNT_CAP", default=10_000, ge=1)
+    outbox_pending_count_cap: int = env("NOETL_OUTBOX_PENDING_COUNT_CAP", default=1_000, ge=1)
     tls_cert: str = env("NOETL_TLS_CERT", default="")
     tls_key: str = env("NOETL_TLS_KEY", default="")
     tls_client_ca: str = env("NOETL_TLS_CLIENT_CA", default="")
