@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from app.bootstrap import Deps
 from app.db.types import Conn
-from app.errors import Conflict, NotFound, ValidationFailed
+from app.errors import Conflict, NotFound
 from app.ids import id_time_ms
 from app.services.eventlog import (
     ERROR_STATUSES,
@@ -399,6 +399,7 @@ async def ingest(
     """Store events (one transaction, execution-locked) and run the orchestrator on triggers.
 
     Returns (event ids, commands generated)."""
+    from app.services.events_one import ingest_one  # both build on Ingest below
     from app.services.orchestration import orchestrate_locked
 
     started = time.perf_counter()
@@ -408,9 +409,7 @@ async def ingest(
         for ev in events
     )
     if len(events) == 1 and not expects_trigger:
-        done = await _ingest_one(
-            deps, execution_id, events[0], worker_id, actionable_default, extra_meta, now
-        )
+        done = await ingest_one(deps, execution_id, events[0], worker_id, actionable_default, extra_meta, now)
         if done is not None:
             deps.signal_outbox()
             deps.metrics.event_ingest_duration.observe(time.perf_counter() - started)
@@ -440,95 +439,3 @@ async def ingest(
     deps.signal_outbox()
     deps.metrics.event_ingest_duration.observe(time.perf_counter() - started)
     return ids, generated
-
-
-INGEST_ONE_SQL = "SELECT outcome, event_id, worker_id FROM ingest_event($1, $2, $3, $4, $5, $6, $7)"
-
-
-async def _ingest_one(
-    deps: Deps,
-    execution_id: int,
-    ev: dict[str, Any],
-    worker_id: str | None,
-    actionable_default: bool,
-    extra_meta: dict[str, Any] | None,
-    now: datetime,
-) -> tuple[list[int], int] | None:
-    """One non-triggering event in one round trip (schema/0040 ingest_event: lock, load, de-duplicate,
-    insert, mirror, command projection); None when the general path must handle it (no execution row,
-    or a legacy command id that needs a lookup) — nothing is written then."""
-    meta = ev.get("meta") or {}
-    payload = ev.get("payload")
-    raw = meta.get("command_id")
-    if raw is None and isinstance(payload, dict):
-        raw = payload.get("command_id")
-    cid = _int(raw)
-    if cid is None and isinstance(raw, str) and raw.count(":") >= 2:
-        return None
-    async with deps.pool.acquire() as conn:
-        unit = Ingest(conn, deps, execution_id, now)  # nothing stored yet: prepare() never de-duplicates
-        row = unit.prepare(ev, cid, worker_id, actionable_default, extra_meta)
-        assert isinstance(row, dict)
-        clean = {k: v for k, v in row.items() if not k.startswith("_") and k != "catalog_id"}
-        event_type = row["event_type"]
-        lifecycle = cid is not None and event_type in LIFECYCLE
-        settings = deps.settings
-        rec = await conn.fetchrow(
-            INGEST_ONE_SQL,
-            execution_id,
-            clean,
-            event_type if lifecycle else None,
-            cid if lifecycle else None,
-            mirror_subject(settings, clean) if settings.server.event_mirror_enabled else None,
-            rfc3339(now) or "",
-            Ingest._command_update(row, 0) if cid is not None else None,
-        )
-    assert rec is not None
-    outcome = rec["outcome"]
-    if outcome == "missing":
-        return None
-    if outcome == "duplicate":
-        if event_type == "command.claimed":
-            if rec["worker_id"] == row["worker_id"]:
-                return [0], 0
-            raise Conflict(f"command {cid} is claimed by another worker", code="active_claim")
-        return [int(rec["event_id"])], 0
-    if outcome == "inserted":
-        deps.metrics.events_ingested.labels(event_type, row["status"]).inc()
-    return [row["event_id"]], 0
-
-
-def check_batch_size(n: int) -> None:
-    """At most 256 events per batch (422 beyond)."""
-    if n > 256:
-        raise ValidationFailed(f"a batch holds at most 256 events (got {n})")
-
-
-def within(ts: datetime, seconds: float) -> bool:
-    """True when ts is within `seconds` of now (helper for callers)."""
-    return abs((datetime.now(UTC) - ts).total_seconds()) <= seconds + timedelta(0).total_seconds()
-
-
-async def find_batch(deps: Deps, execution_id: int, key: str) -> dict[str, Any] | None:
-    """The original answer of a batch already stored under this Idempotency-Key, else None."""
-    first = await deps.pool.fetchrow(
-        "SELECT meta->>'batch_request_id' AS request_id FROM event WHERE execution_id = $1 "
-        "AND meta->>'idempotency_key' = $2 LIMIT 1",
-        execution_id,
-        key,
-    )
-    if first is None:
-        return None
-    ids = await deps.pool.fetch(
-        "SELECT event_id FROM event WHERE execution_id = $1 AND meta->>'batch_request_id' = $2 ORDER BY seq",
-        execution_id,
-        first["request_id"],
-    )
-    return {
-        "status": "ok",
-        "request_id": first["request_id"],
-        "event_ids": [r["event_id"] for r in ids],
-        "commands_generated": 0,
-        "duplicate": True,
-        "idempotency_key": key,
-    }

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from app.errors import ValidationFailed
-from app.services import commands, events
+from app.services import commands, event_batches, events
 from handlers.http.common import int_param, json_response, parse_body, parse_model, read_json_body
 from handlers.http.keys import deps_of
 
@@ -95,7 +95,7 @@ async def post_event_batch(request: web.Request) -> web.Response:
     body = parse_model(raw, BatchReq)
     key = request.headers.get("Idempotency-Key") or request.headers.get("X-Idempotency-Key")
     if key:
-        dup = await events.find_batch(deps, body.execution_id, key)
+        dup = await event_batches.find_batch(deps, body.execution_id, key)
         if dup is not None:
             return json_response(dup)
     request_id = str(uuid.uuid4())

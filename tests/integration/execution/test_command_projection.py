@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.services import events
+from app.services import events, events_one
 from tests.support.playbooks import LINEAR, register
 from tests.support.server import Api, make_settings, running_api
 
@@ -256,13 +256,13 @@ async def test_single_event_fast_path_matches_the_general_path(
         await register(api, LINEAR)
         fast = {name: await _singles(api, posts) for name, posts in SINGLE_POSTS.items()}
         calls = []
-        real = events._ingest_one
+        real = events_one.ingest_one
 
         async def general(*args: Any, **kw: Any) -> None:
             calls.append(1)
             return None
 
-        monkeypatch.setattr(events, "_ingest_one", general)
+        monkeypatch.setattr(events_one, "ingest_one", general)
         slow = {name: await _singles(api, posts) for name, posts in SINGLE_POSTS.items()}
         assert calls and real is not general
     assert fast == slow
