@@ -26,6 +26,16 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+async def load_states(conn: Conn, sql: str, execution_ids: list[int]) -> dict[int, State]:
+    """Stored per-execution states by `sql` (one `ANY($1)` parameter), times back as RFC 3339 like the fold's."""
+    out: dict[int, State] = {}
+    for r in await conn.fetch(sql, execution_ids):
+        d = dict(r)
+        d["started_at"], d["ended_at"] = iso(d["started_at"]), iso(d["ended_at"])
+        out[int(r["execution_id"])] = d
+    return out
+
+
 def normalise(event: Any) -> dict[str, Any]:
     """The fields read models use, identical whether the event came from the mirror or from noetl.event."""
     meta = event.get("meta") if isinstance(event.get("meta"), Mapping) else {}

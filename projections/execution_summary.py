@@ -7,7 +7,7 @@ from typing import Any
 
 from app.db.types import Conn
 from app.services.eventlog import STARTED_TYPES, terminal_status
-from projections.base import Projection, State, as_time, error_of, iso
+from projections.base import Projection, State, as_time, error_of, iso, load_states
 
 COLUMNS = (
     "execution_id, path, status, steps, steps_total, steps_done, steps_failed, started_at, ended_at, "
@@ -82,16 +82,11 @@ class ExecutionSummary(Projection):
         return st
 
     async def load(self, conn: Conn, execution_ids: list[int]) -> dict[int, State]:
-        rows = await conn.fetch(
+        return await load_states(
+            conn,
             f"SELECT {COLUMNS} FROM rm_execution_summary WHERE execution_id = ANY($1::bigint[])",
             execution_ids,
         )
-        out = {}
-        for r in rows:
-            d = dict(r)
-            d["started_at"], d["ended_at"] = iso(d["started_at"]), iso(d["ended_at"])
-            out[int(r["execution_id"])] = d
-        return out
 
     async def save(self, conn: Conn, states: Mapping[int, State]) -> None:
         if states:

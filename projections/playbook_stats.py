@@ -7,7 +7,7 @@ from typing import Any
 
 from app.db.types import Conn
 from app.services.eventlog import STARTED_TYPES, TERMINAL_TYPES, terminal_status
-from projections.base import Projection, State, as_time, iso
+from projections.base import Projection, State, as_time, iso, load_states
 
 UPSERT_RUNS_SQL = """
 INSERT INTO rm_playbook_run (execution_id, path, status, started_at, ended_at, duration_s, last_event_id, last_seq)
@@ -66,17 +66,12 @@ class PlaybookStats(Projection):
         return st
 
     async def load(self, conn: Conn, execution_ids: list[int]) -> dict[int, State]:
-        rows = await conn.fetch(
+        return await load_states(
+            conn,
             "SELECT execution_id, path, status, started_at, ended_at, duration_s, last_event_id, last_seq "
             "FROM rm_playbook_run WHERE execution_id = ANY($1::bigint[])",
             execution_ids,
         )
-        out = {}
-        for r in rows:
-            d = dict(r)
-            d["started_at"], d["ended_at"] = iso(d["started_at"]), iso(d["ended_at"])
-            out[int(r["execution_id"])] = d
-        return out
 
     async def save(self, conn: Conn, states: Mapping[int, State]) -> None:
         if states:
