@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,16 +89,17 @@ def server(dsn: str, nats_url: str | None, **env: str):  # type: ignore[no-untyp
     )
     if nats_url:
         e["NATS_URL"] = nats_url
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--no-migrate"],
-        env=e,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with process([sys.executable, "-m", "app", "serve", "--no-migrate"], port, "/healthz", env=e) as url:
+        yield url
+
+
+@contextmanager
+def process(argv: list[str], port: int, health: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run argv as a quiet subprocess serving on 127.0.0.1:port; yield its base URL once `health` answers."""
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/healthz")
+        wait_http(f"{url}{health}")
         yield url
     finally:
         proc.terminate()

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.devstack.ports import free_port
 from app.gateway.sessions import token_hash
-from bench._stack import ROOT, machine, pct, server, services, wait_http
+from bench._stack import ROOT, machine, pct, process, server, services
 from tests.support.auth0 import AUDIENCE, DOMAIN, fake_auth0
 
 INTERNAL = "bench-internal-token"
@@ -59,20 +58,8 @@ def gateway(server_url: str, nats_url: str, jwks_url: str) -> Iterator[str]:
             "LOG_LEVEL": "warning",
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "gateway"],
-        env=e,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health")
+    with process([sys.executable, "-m", "app", "gateway"], port, "/health", env=e) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 @contextmanager
@@ -80,14 +67,8 @@ def baseline(nats_url: str | None) -> Iterator[str]:
     """A bare aiohttp validate handler (optionally with one K/V get) in a subprocess."""
     port = free_port()
     argv = [sys.executable, str(ROOT / "bench" / "_baseline_gateway.py"), str(port)]
-    proc = subprocess.Popen(argv + ([nats_url] if nats_url else []), cwd=ROOT, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health")
+    with process(argv + ([nats_url] if nats_url else []), port, "/health") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 async def validate_calls(http: aiohttp.ClientSession, server_url: str) -> float:
